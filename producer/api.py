@@ -1,0 +1,182 @@
+"""The HTTP API: a thin layer over `producer.client.Client`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+import redis
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from producer.client import Client, describe_errors, owner_of
+from producer.errors import (
+    InvalidRequest,
+    JobNotFound,
+    ServiceUnavailable,
+    TwilioJobsError,
+    Unauthorized,
+)
+from producer.schemas import (
+    Accepted,
+    CallRequest,
+    JobKind,
+    JobRecord,
+    MmsRequest,
+    SmsRequest,
+    error_envelope,
+)
+from producer.settings import Settings, get_settings
+from producer.store import is_final
+
+log = logging.getLogger("twilio_jobs.api")
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"description": "Error envelope", "content": {"application/json": {"example": error_envelope("...")}}}
+    for code in (400, 401, 404, 409, 413, 503)
+}
+
+
+def envelope_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse(error_envelope(message), status_code=status)
+
+
+class BodySizeLimit(BaseHTTPMiddleware):
+    def __init__(self, app: Any, limit: int) -> None:
+        super().__init__(app)
+        self.limit = limit
+
+    async def dispatch(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return envelope_response(413, f"Request body over {self.limit} bytes")
+        return await call_next(request)
+
+
+def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="twilio-jobs",
+        summary="Queue Twilio SMS, MMS and calls; poll or receive the result envelope.",
+        version="0.1.0",
+    )
+    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    state: dict[str, Client] = {}
+
+    def jobs() -> Client:
+        if "client" not in state:
+            state["client"] = client or Client(settings)
+        return state["client"]
+
+    api_keys = set(settings.api_key_list)
+
+    def owner(authorization: Annotated[str | None, Header()] = None) -> str:
+        if not api_keys:
+            return ""
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or key not in api_keys:
+            raise Unauthorized("A valid API key is required: Authorization: Bearer <key>")
+        return owner_of(key)
+
+    Owner = Annotated[str, Depends(owner)]
+
+    @app.exception_handler(TwilioJobsError)
+    async def _our_error(request: Request, exc: TwilioJobsError) -> JSONResponse:
+        return envelope_response(exc.http_status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return envelope_response(400, describe_errors(exc.errors()))
+
+    @app.exception_handler(redis.RedisError)
+    async def _redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+        log.warning("job store unavailable: %s", type(exc).__name__)
+        return envelope_response(503, "The job store is unavailable; try again")
+
+    def submit(kind: JobKind, body: Any, idempotency_key: str | None, who: str, response: Response) -> Accepted:
+        submission = jobs().submit(kind, body, idempotency_key=idempotency_key, owner=who)
+        response.status_code = 202 if submission.created else 200
+        return Accepted(
+            jobId=submission.job_id,
+            status=submission.status,
+            statusUrl=f"/api/jobs/{submission.job_id}",
+        )
+
+    IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+
+    @app.post("/api/twilio/sendSms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
+    def send_sms(body: SmsRequest, response: Response, who: Owner, idem: IdemHeader = None) -> Accepted:
+        """Queue a text message. Answers at once with the job id; the result comes later."""
+        return submit(JobKind.sendSms, body, idem, who, response)
+
+    @app.post("/api/twilio/sendMms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
+    def send_mms(body: MmsRequest, response: Response, who: Owner, idem: IdemHeader = None) -> Accepted:
+        """Queue a media message."""
+        return submit(JobKind.sendMms, body, idem, who, response)
+
+    @app.post("/api/twilio/makeCall", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
+    def make_call(body: CallRequest, response: Response, who: Owner, idem: IdemHeader = None) -> Accepted:
+        """Queue a voice call."""
+        return submit(JobKind.makeCall, body, idem, who, response)
+
+    @app.get("/api/jobs/{job_id}", response_model=JobRecord, responses=ERROR_RESPONSES)
+    async def get_job(
+        job_id: str,
+        who: Owner,
+        wait: Annotated[float, Query(ge=0, le=settings.max_wait)] = 0,
+    ) -> dict[str, Any]:
+        """The job record; with `wait=N`, holds the request up to N seconds for a final state."""
+        deadline = time.monotonic() + wait
+        pause = 0.02
+        while True:
+            record = await run_in_threadpool(jobs().get, job_id, owner=who)
+            if record is None:
+                raise JobNotFound(job_id)
+            if is_final(record["status"]) or time.monotonic() >= deadline:
+                return record
+            await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.25)
+
+    @app.delete("/api/jobs/{job_id}", response_model=JobRecord, responses=ERROR_RESPONSES)
+    def cancel_job(job_id: str, who: Owner) -> dict[str, Any]:
+        """Cancel a job that has not been sent yet (scheduled, queued or waiting to retry)."""
+        return jobs().cancel(job_id, owner=who)
+
+    @app.post("/api/jobs/{job_id}/retry", response_model=JobRecord, responses=ERROR_RESPONSES)
+    async def retry_job(job_id: str, request: Request, who: Owner) -> dict[str, Any]:
+        """Run a failed job again. The auth token was dropped when it failed: send
+        `{"accountToken": "..."}` unless the server holds default credentials."""
+        token = None
+        raw = await request.body()
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise InvalidRequest("Malformed JSON body") from None
+            if not isinstance(body, dict) or set(body) - {"accountToken"}:
+                raise InvalidRequest("The body may only hold accountToken")
+            token = body.get("accountToken")
+            if token is not None and not isinstance(token, str):
+                raise InvalidRequest("Invalid field 'accountToken': must be a string")
+        return await run_in_threadpool(jobs().retry, job_id, owner=who, account_token=token)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: ERROR_RESPONSES[503]})
+    def readyz() -> dict[str, str]:
+        if not jobs().ping():
+            raise ServiceUnavailable("The job store is unavailable")
+        return {"status": "ready"}
+
+    return app

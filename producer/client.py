@@ -1,0 +1,306 @@
+"""The Python client library: validate a request, store the job, enqueue its id.
+
+Usable from any web app with no HTTP hop and without the worker or twilio installed::
+
+    from producer.client import Client
+    jobs = Client()                      # settings from the environment
+    job_id = jobs.send_sms(to="+15005550006", from_="+15005550001", body="hi",
+                           account_sid="AC...", account_token="...")
+    record = jobs.wait(job_id, timeout=10)
+
+The HTTP API calls `Client.submit` too: there is one validation and one code path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+from redis import Redis
+
+from producer import keys
+from producer.crypto import Cipher
+from producer.dispatch import Dispatcher
+from producer.errors import (
+    CREDENTIALS_REQUIRED,
+    Conflict,
+    InvalidRequest,
+    JobNotFound,
+    ServiceUnavailable,
+)
+from producer.schemas import (
+    REQUEST_MODELS,
+    JobKind,
+    JobStatus,
+    _SendBase,
+    check_twilio_rules,
+    error_envelope,
+    twilio_params,
+)
+from producer.settings import Settings, get_settings
+from producer.store import JobStore, is_final
+
+MAX_SCHEDULE_AHEAD = timedelta(days=35)
+
+
+@dataclass(frozen=True)
+class Submission:
+    job_id: str
+    status: JobStatus
+    created: bool
+
+
+def new_job_id() -> str:
+    return secrets.token_hex(16)
+
+
+def owner_of(api_key: str | None) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
+
+
+def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
+    """One line naming the first offending field, e.g. `Unknown field: foo`."""
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"] if p != "body")
+    kind = first["type"]
+    if kind == "json_invalid":
+        return "Malformed JSON body"
+    if not field:
+        return "Request body must be a JSON object" if kind != "missing" else "Request body is required"
+    if kind == "extra_forbidden":
+        return f"Unknown field: {field}"
+    return f"Invalid field '{field}': {first['msg']}"
+
+
+def _snake_to_camel(name: str) -> str:
+    if name == "from_":
+        return "from"
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class Client:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        redis_client: Redis | None = None,
+        dispatcher: Dispatcher | None = None,
+    ) -> None:
+        self.settings = settings or get_settings()
+        if self.settings.secret_key is None:
+            raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required (32 or more characters)")
+        self.cipher = Cipher(self.settings.secret_key.get_secret_value())
+        self.redis = redis_client or Redis.from_url(
+            self.settings.store_url, decode_responses=True, health_check_interval=10
+        )
+        self.store = JobStore(self.redis, self.settings.result_ttl)
+        self.dispatcher = dispatcher or Dispatcher(self.settings)
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send_sms(self, **fields: Any) -> str:
+        return self.submit(JobKind.sendSms, _camel(fields)).job_id
+
+    def send_mms(self, **fields: Any) -> str:
+        return self.submit(JobKind.sendMms, _camel(fields)).job_id
+
+    def make_call(self, **fields: Any) -> str:
+        return self.submit(JobKind.makeCall, _camel(fields)).job_id
+
+    def validate(self, kind: JobKind, payload: Mapping[str, Any] | _SendBase) -> _SendBase:
+        if isinstance(payload, _SendBase):
+            request = payload
+        else:
+            try:
+                request = REQUEST_MODELS[kind].model_validate(payload)
+            except ValidationError as exc:
+                raise InvalidRequest(describe_errors(exc.errors())) from None
+        check_twilio_rules(kind, request)
+        return request
+
+    def submit(
+        self,
+        kind: JobKind,
+        payload: Mapping[str, Any] | _SendBase,
+        *,
+        idempotency_key: str | None = None,
+        owner: str = "",
+    ) -> Submission:
+        request = self.validate(kind, payload)
+        account_sid, token = self._credentials(request)
+        params = twilio_params(request)
+        due = self._due(request.sendAt)
+        key = idempotency_key or request.idempotencyKey
+        job_id = new_job_id()
+        if key:
+            existing = self._claim_idempotency(owner, key, kind, request, job_id)
+            if existing:
+                return Submission(existing, JobStatus(self._status(existing)), created=False)
+        status = JobStatus.scheduled if due else JobStatus.queued
+        fields = self.store.new_job_fields(
+            kind,
+            params,
+            account_sid,
+            self.cipher.encrypt(token),
+            status=status,
+            owner=owner,
+            callback_url=str(request.callbackUrl) if request.callbackUrl else None,
+        )
+        try:
+            pipe = self.redis.pipeline(transaction=True)
+            self.store.write(pipe, job_id, fields)
+            if due:
+                self.store.schedule(pipe, job_id, due)
+            pipe.execute()
+            if not due:
+                self.dispatcher.send([job_id])
+        except (redis.RedisError, OSError) as exc:
+            self._forget(job_id, owner, key)
+            raise ServiceUnavailable("The job store is unavailable; try again") from exc
+        except Exception as exc:  # kombu raises OperationalError and friends
+            self._forget(job_id, owner, key)
+            raise ServiceUnavailable("The queue is unavailable; try again") from exc
+        return Submission(job_id, status, created=True)
+
+    def _credentials(self, request: _SendBase) -> tuple[str, str]:
+        sid = request.accountSid
+        token = request.accountToken
+        default_sid = self.settings.twilio_account_sid
+        default_token = self.settings.twilio_auth_token
+        if not sid and not token and default_sid and default_token:
+            return default_sid, default_token.get_secret_value()
+        if sid and not token and default_token and sid == default_sid:
+            return sid, default_token.get_secret_value()
+        if not sid or not token:
+            raise InvalidRequest(CREDENTIALS_REQUIRED)
+        return sid, token
+
+    @staticmethod
+    def _due(send_at: datetime | None) -> float | None:
+        if send_at is None:
+            return None
+        if send_at.tzinfo is None:
+            send_at = send_at.replace(tzinfo=timezone.utc)
+        now = datetime.now(timezone.utc)
+        if send_at <= now:
+            raise InvalidRequest("sendAt must be in the future")
+        if send_at - now > MAX_SCHEDULE_AHEAD:
+            raise InvalidRequest("sendAt must be at most 35 days ahead")
+        return send_at.timestamp()
+
+    def _claim_idempotency(
+        self, owner: str, key: str, kind: JobKind, request: _SendBase, job_id: str
+    ) -> str | None:
+        shown = request.model_dump(mode="json", exclude={"accountToken", "idempotencyKey"})
+        digest = hashlib.sha256(
+            json.dumps([kind.value, shown], sort_keys=True).encode()
+        ).hexdigest()
+        redis_key = keys.idempotency(owner, key)
+        try:
+            if self.redis.set(redis_key, f"{job_id} {digest}", nx=True, ex=keys.IDEMPOTENCY_TTL):
+                return None
+            stored = self.redis.get(redis_key)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("The job store is unavailable; try again") from exc
+        if stored is None:
+            return None
+        existing, stored_digest = str(stored).split(" ", 1)
+        if stored_digest != digest:
+            raise Conflict("Idempotency key was already used with a different request")
+        return existing
+
+    def _status(self, job_id: str) -> str:
+        for _ in range(20):
+            status = self.redis.hget(keys.job(job_id), "status")
+            if status:
+                return str(status)
+            time.sleep(0.01)
+        return JobStatus.queued.value
+
+    def _forget(self, job_id: str, owner: str, key: str | None) -> None:
+        try:
+            pipe = self.redis.pipeline()
+            pipe.delete(keys.job(job_id))
+            pipe.zrem(keys.SCHEDULE, job_id)
+            if key:
+                pipe.delete(keys.idempotency(owner, key))
+            pipe.execute()
+        except redis.RedisError:
+            pass
+
+    # -- reading and managing ------------------------------------------------------------------
+
+    def get(self, job_id: str, *, owner: str | None = None) -> dict[str, Any] | None:
+        try:
+            return self.store.record(job_id, owner)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("The job store is unavailable; try again") from exc
+
+    def wait(self, job_id: str, timeout: float = 30.0, *, owner: str | None = None) -> dict[str, Any]:
+        """The record once the job is final, or as it stands when `timeout` runs out."""
+        deadline = time.monotonic() + timeout
+        pause = 0.01
+        while True:
+            record = self.get(job_id, owner=owner)
+            if record is None:
+                raise JobNotFound(job_id)
+            if is_final(record["status"]) or time.monotonic() >= deadline:
+                return record
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 2, 0.25)
+
+    def cancel(self, job_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        if self.get(job_id, owner=owner) is None:
+            raise JobNotFound(job_id)
+        message = "Job was cancelled"
+        error = json.dumps({"status": None, "code": None, "message": message, "retryable": False})
+        outcome = self.store.cancel(job_id, error, json.dumps(error_envelope(message)))
+        if outcome == "missing":
+            raise JobNotFound(job_id)
+        if outcome != "cancelled":
+            raise Conflict(f"Job cannot be cancelled: it is {outcome}")
+        return self.get(job_id, owner=owner) or {}
+
+    def retry(
+        self, job_id: str, *, owner: str | None = None, account_token: str | None = None
+    ) -> dict[str, Any]:
+        fields = self.store.raw(job_id)
+        if not fields or (owner is not None and fields.get("owner", "") != owner):
+            raise JobNotFound(job_id)
+        token = account_token
+        if not token and self.settings.twilio_auth_token and (
+            fields.get("accountSid") == self.settings.twilio_account_sid
+        ):
+            token = self.settings.twilio_auth_token.get_secret_value()
+        if not token and not fields.get("cred"):
+            raise InvalidRequest(CREDENTIALS_REQUIRED)
+        outcome = self.store.reopen(job_id, self.cipher.encrypt(token) if token else "")
+        if outcome == "missing":
+            raise JobNotFound(job_id)
+        if outcome != "ok":
+            raise Conflict(f"Only a failed job can be retried; this one is {outcome}")
+        self.dispatcher.send([job_id])
+        return self.get(job_id, owner=owner) or {}
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def close(self) -> None:
+        self.redis.close()
+        self.dispatcher.close()
+
+
+def _camel(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {_snake_to_camel(k): v for k, v in fields.items()}

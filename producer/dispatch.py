@@ -1,0 +1,35 @@
+"""Hands job ids to the Celery broker by task name, so the producer needs no worker code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from celery import Celery
+
+from producer.settings import Settings
+
+SEND_TASK = "twilio_jobs.send"
+
+
+def celery_app(settings: Settings) -> Celery:
+    """A Celery app with celeryconfig's settings, pointed at this settings object's broker."""
+    app = Celery("twilio_jobs", set_as_current=False)
+    app.config_from_object("celeryconfig")
+    app.conf.broker_url = settings.broker
+    return app
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        self.app = app or celery_app(settings)
+        self.queue = settings.queue
+
+    def send(self, job_ids: Iterable[str]) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for job_id in job_ids:
+                self.app.send_task(
+                    SEND_TASK, args=[job_id], queue=self.queue, producer=producer
+                )
+
+    def close(self) -> None:
+        self.app.close()

@@ -1,0 +1,58 @@
+"""Errors of the producer side, each with the HTTP status the API answers with.
+
+    TwilioJobsError
+     ├── InvalidRequest        400  invalid on its face; no job is created
+     ├── Unauthorized          401  missing or unknown API key
+     ├── JobNotFound           404  unknown job id (or another key's job)
+     ├── Conflict              409  idempotency key reused, job in the wrong state
+     ├── PayloadTooLarge       413
+     └── ServiceUnavailable    503  Redis or the broker cannot be reached
+
+The worker's send errors (permanent / retryable / ambiguous) live in `worker.errors`
+and derive from the same root.
+"""
+
+from __future__ import annotations
+
+
+class TwilioJobsError(Exception):
+    http_status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(TwilioJobsError):
+    http_status = 400
+
+
+class Unauthorized(TwilioJobsError):
+    http_status = 401
+
+
+class JobNotFound(TwilioJobsError):
+    http_status = 404
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job not found: {job_id}")
+
+
+class Conflict(TwilioJobsError):
+    http_status = 409
+
+
+class PayloadTooLarge(TwilioJobsError):
+    http_status = 413
+
+
+class ServiceUnavailable(TwilioJobsError):
+    http_status = 503
+
+
+CREDENTIALS_REQUIRED = "Credentials are required to create a Client"
+
+
+def twilio_style(message: str, status: int = 400) -> str:
+    """The text twilio-python gives a failed create, for errors we can see before sending."""
+    return f"[HTTP {status}] Unable to create record: {message}"

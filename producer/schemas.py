@@ -1,0 +1,226 @@
+"""The contract: job states, request bodies, the job record and the seed's envelopes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from producer.errors import twilio_style
+
+
+class JobStatus(str, Enum):
+    scheduled = "scheduled"
+    queued = "queued"
+    running = "running"
+    retrying = "retrying"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    suppressed = "suppressed"
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATES
+
+
+FINAL_STATES = frozenset(
+    {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.suppressed}
+)
+
+
+class JobKind(str, Enum):
+    sendSms = "sendSms"
+    sendMms = "sendMms"
+    makeCall = "makeCall"
+
+    @property
+    def resource(self) -> str:
+        return "Calls" if self is JobKind.makeCall else "Messages"
+
+
+ADDRESS = re.compile(r"^(\+[1-9][0-9]{1,14}|(client|sip|whatsapp|messenger|rcs):\S{1,250})$")
+MAX_BODY = 1600
+
+# Fields that are ours; every other field of a request is a Twilio create parameter.
+OWN_FIELDS = frozenset(
+    {"accountSid", "accountToken", "callbackUrl", "idempotencyKey", "sendAt", "kind"}
+)
+
+Url = AnyHttpUrl
+Short = Field(default=None, max_length=256)
+
+
+class _SendBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    accountSid: str | None = Field(default=None, max_length=64)
+    accountToken: str | None = Field(default=None, max_length=128)
+    from_: str | None = Field(default=None, alias="from", max_length=256)
+    to: str | None = Field(default=None, max_length=256)
+    statusCallback: Url | None = None
+    applicationSid: str | None = Short
+    callbackUrl: Url | None = None
+    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=255)
+    sendAt: datetime | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None and not ADDRESS.match(value):
+            raise ValueError("must be an E.164 number (+14155550100) or a client:/sip: address")
+        return value
+
+
+class SmsRequest(_SendBase):
+    messagingServiceSid: str | None = Short
+    body: str | None = Field(default=None, max_length=MAX_BODY)
+    mediaUrl: Url | list[Url] | None = None
+    maxPrice: float | None = None
+    provideFeedback: bool | None = None
+    attempt: int | None = Field(default=None, ge=1)
+    validityPeriod: int | None = Field(default=None, ge=1, le=36000)
+    forceDelivery: bool | None = None
+    contentRetention: str | None = Short
+    addressRetention: str | None = Short
+    smartEncoded: bool | None = None
+    persistentAction: list[str] | None = None
+    trafficType: str | None = Short
+    shortenUrls: bool | None = None
+    sendAsMms: bool | None = None
+    contentVariables: str | None = Field(default=None, max_length=16384)
+    messageIntent: str | None = Short
+    riskCheck: str | None = Short
+    fallbackFrom: str | None = Short
+    contentSid: str | None = Short
+
+
+class MmsRequest(SmsRequest):
+    pass
+
+
+class CallRequest(_SendBase):
+    url: Url | None = None
+    twiml: str | None = Field(default=None, max_length=4000)
+    method: str | None = Short
+    fallbackUrl: Url | None = None
+    fallbackMethod: str | None = Short
+    statusCallbackEvent: list[str] | None = None
+    statusCallbackMethod: str | None = Short
+    sendDigits: str | None = Field(default=None, max_length=32)
+    timeout: int | None = Field(default=None, ge=1, le=600)
+    record: bool | None = None
+    recordingChannels: str | None = Short
+    recordingStatusCallback: Url | None = None
+    recordingStatusCallbackMethod: str | None = Short
+    recordingStatusCallbackEvent: list[str] | None = None
+    machineDetection: str | None = Short
+    machineDetectionTimeout: int | None = None
+    machineDetectionSpeechThreshold: int | None = None
+    machineDetectionSpeechEndThreshold: int | None = None
+    machineDetectionSilenceTimeout: int | None = None
+    asyncAmd: str | None = Short
+    asyncAmdStatusCallback: Url | None = None
+    asyncAmdStatusCallbackMethod: str | None = Short
+    trim: str | None = Short
+    callerId: str | None = Short
+    byoc: str | None = Short
+    callReason: str | None = Short
+    callToken: str | None = Field(default=None, max_length=4096)
+    recordingTrack: str | None = Short
+    timeLimit: int | None = Field(default=None, ge=1)
+
+
+REQUEST_MODELS: dict[JobKind, type[_SendBase]] = {
+    JobKind.sendSms: SmsRequest,
+    JobKind.sendMms: MmsRequest,
+    JobKind.makeCall: CallRequest,
+}
+
+_METHOD_FIELDS = (
+    "method",
+    "fallbackMethod",
+    "statusCallbackMethod",
+    "recordingStatusCallbackMethod",
+    "asyncAmdStatusCallbackMethod",
+)
+
+
+def twilio_params(request: _SendBase) -> dict[str, Any]:
+    """The Twilio form parameters of a request: every field that is not ours, PascalCased."""
+    params: dict[str, Any] = {}
+    for name, value in request.model_dump(by_alias=True, exclude_none=True).items():
+        if name in OWN_FIELDS:
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        elif isinstance(value, list):
+            value = [str(v) for v in value]
+        else:
+            value = str(value)
+        params[name[0].upper() + name[1:]] = value
+    return params
+
+
+def check_twilio_rules(kind: JobKind, request: _SendBase) -> None:
+    """Rules Twilio would reject a create for, answered with Twilio's own words before sending."""
+    from producer.errors import InvalidRequest
+
+    if not request.to:
+        raise InvalidRequest(twilio_style("A 'To' phone number is required."))
+    if kind is JobKind.makeCall:
+        assert isinstance(request, CallRequest)
+        if not request.from_:
+            raise InvalidRequest(twilio_style("Caller phone number is required"))
+        for field in _METHOD_FIELDS:
+            value = getattr(request, field)
+            if value is not None and value.upper() not in ("GET", "POST"):
+                raise InvalidRequest(twilio_style(f"Method is not valid: {value}"))
+        if not (request.url or request.twiml or request.applicationSid):
+            raise InvalidRequest(twilio_style("Url parameter is required."))
+        return
+    assert isinstance(request, SmsRequest)
+    if not (request.from_ or request.messagingServiceSid):
+        raise InvalidRequest(twilio_style('A "From" phone number is required.'))
+    if kind is JobKind.sendMms and not request.mediaUrl:
+        raise InvalidRequest("mediaUrl is required for sendMms")
+    if not (request.body or request.mediaUrl or request.contentSid):
+        raise InvalidRequest(twilio_style("Message body is required."))
+
+
+class JobError(BaseModel):
+    status: int | None = None
+    code: int | None = None
+    message: str
+    retryable: bool = False
+
+
+class JobRecord(BaseModel):
+    jobId: str
+    kind: JobKind
+    status: JobStatus
+    attempts: int = 0
+    createdAt: str
+    updatedAt: str
+    campaignId: str | None = None
+    twilioSid: str | None = None
+    deliveryStatus: str | None = None
+    error: JobError | None = None
+    result: dict[str, Any] | None = None
+
+
+class Accepted(BaseModel):
+    jobId: str
+    status: JobStatus
+    statusUrl: str
+
+
+def success_envelope(resource: dict[str, Any]) -> dict[str, Any]:
+    return {"callback": "success", "contextWrites": {"to": resource}}
+
+
+def error_envelope(message: str) -> dict[str, Any]:
+    return {"callback": "error", "contextWrites": {"to": message}}

@@ -1,0 +1,72 @@
+"""The one settings object, read from the environment (and a `.env` file if present)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TWILIO_JOBS_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    broker_url: str | None = Field(default=None, validation_alias="BROKER_URL")
+    twilio_api_base_url: str = Field(
+        default="https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL"
+    )
+    twilio_account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: SecretStr | None = Field(
+        default=None, validation_alias="TWILIO_AUTH_TOKEN"
+    )
+
+    secret_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    public_url: str | None = None
+    api_keys: str | None = None
+    result_ttl: int = 7 * 24 * 3600
+    max_attempts: int = Field(default=8, ge=1, le=100)
+
+    queue: str = "twilio_jobs"
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    backoff_base: float = 1.0
+    backoff_max: float = 600.0
+    visibility_timeout: int = 300
+    max_body_bytes: int = 64 * 1024
+    max_wait: float = 60.0
+    http_pool_size: int = 64
+    worker_concurrency: int = 64
+    scheduler_interval: float = 0.2
+    reconcile_delay: float = 2.0
+    reconcile_window: float = 120.0
+    data_dir: str = ".twilio-jobs"
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("TWILIO_JOBS_SECRET_KEY must be at least 32 characters")
+        return value
+
+    @property
+    def broker(self) -> str:
+        return self.broker_url or self.store_url
+
+    @property
+    def store_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError("REDIS_URL is not set (use `twilio-jobs serve` for an embedded one)")
+        return self.redis_url
+
+    @property
+    def api_key_list(self) -> list[str]:
+        return [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,150 @@
+"""The job store: job records in Redis hashes, shared by the client library, the API and the worker.
+
+A job hash (`keys.job(id)`) holds the public record fields (`status`, `attempts`, `createdAt`,
+`updatedAt`, `campaignId`, `twilioSid`, `deliveryStatus`, `error`, `result`), and the private
+ones the API never shows: `kind`, `params` (the Twilio form parameters, JSON), `accountSid`,
+`cred` (the auth token, Fernet-encrypted, deleted when the job ends), `owner` (a digest of the
+API key that created it), `callbackUrl`, and the send ledger (`ledger`, `submittedAt`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from redis import Redis
+
+from producer import keys
+from producer.schemas import FINAL_STATES, JobKind, JobRecord, JobStatus
+
+PUBLIC_JSON_FIELDS = ("error", "result", "webhook")
+
+
+def now_iso(ts: float | None = None) -> str:
+    moment = datetime.fromtimestamp(ts if ts is not None else time.time(), tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def render(job_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
+    """The public job record of DESIGN.md from the raw hash."""
+    record: dict[str, Any] = {
+        "jobId": job_id,
+        "kind": fields.get("kind"),
+        "status": fields.get("status"),
+        "attempts": int(fields.get("attempts", 0)),
+        "createdAt": fields.get("createdAt"),
+        "updatedAt": fields.get("updatedAt"),
+        "campaignId": fields.get("campaignId") or None,
+        "twilioSid": fields.get("twilioSid") or None,
+        "deliveryStatus": fields.get("deliveryStatus") or None,
+        "error": None,
+        "result": None,
+    }
+    for name in PUBLIC_JSON_FIELDS:
+        raw = fields.get(name)
+        if raw:
+            record[name] = json.loads(raw)
+    return record
+
+
+# Cancel a job that has not been handed to Twilio. Returns the status after the call, or
+# "sent" / "busy" when it is too late.
+CANCEL = """
+local key = KEYS[1]
+local status = redis.call('HGET', key, 'status')
+if not status then return 'missing' end
+if status == 'cancelled' then return 'cancelled' end
+if status == 'succeeded' or status == 'failed' or status == 'suppressed' then return status end
+local ledger = redis.call('HGET', key, 'ledger')
+if ledger == 'submitting' or ledger == 'unknown' or status == 'running' then return 'busy' end
+redis.call('HSET', key, 'status', 'cancelled', 'updatedAt', ARGV[1],
+           'error', ARGV[2], 'result', ARGV[3])
+redis.call('HDEL', key, 'cred')
+redis.call('ZREM', KEYS[2], ARGV[4])
+return 'cancelled'
+"""
+
+# Put a failed job back in the queue. Returns "ok" or the status that forbids it.
+RETRY = """
+local key = KEYS[1]
+local status = redis.call('HGET', key, 'status')
+if not status then return 'missing' end
+if status ~= 'failed' then return status end
+redis.call('HSET', key, 'status', 'queued', 'updatedAt', ARGV[1], 'attempts', 0)
+redis.call('HDEL', key, 'error', 'result', 'ledger', 'submittedAt')
+if ARGV[2] ~= '' then redis.call('HSET', key, 'cred', ARGV[2]) end
+return 'ok'
+"""
+
+
+class JobStore:
+    def __init__(self, redis: Redis, ttl: int) -> None:
+        self.redis = redis
+        self.ttl = ttl
+        self._cancel = redis.register_script(CANCEL)
+        self._retry = redis.register_script(RETRY)
+
+    def new_job_fields(
+        self,
+        kind: JobKind,
+        params: Mapping[str, Any],
+        account_sid: str,
+        cred: str,
+        *,
+        status: JobStatus,
+        owner: str = "",
+        callback_url: str | None = None,
+        campaign_id: str | None = None,
+    ) -> dict[str, str]:
+        stamp = now_iso()
+        fields = {
+            "kind": kind.value,
+            "status": status.value,
+            "attempts": "0",
+            "createdAt": stamp,
+            "updatedAt": stamp,
+            "params": json.dumps(params, separators=(",", ":")),
+            "accountSid": account_sid,
+            "cred": cred,
+            "owner": owner,
+        }
+        if callback_url:
+            fields["callbackUrl"] = callback_url
+        if campaign_id:
+            fields["campaignId"] = campaign_id
+        return fields
+
+    def write(self, pipe: Any, job_id: str, fields: Mapping[str, str]) -> None:
+        key = keys.job(job_id)
+        pipe.hset(key, mapping=dict(fields))
+        pipe.expire(key, self.ttl)
+
+    def raw(self, job_id: str) -> dict[str, str]:
+        return self.redis.hgetall(keys.job(job_id))  # type: ignore[return-value]
+
+    def record(self, job_id: str, owner: str | None = None) -> dict[str, Any] | None:
+        fields = self.raw(job_id)
+        if not fields or (owner is not None and fields.get("owner", "") != owner):
+            return None
+        return render(job_id, fields)
+
+    def cancel(self, job_id: str, error: str, result: str) -> str:
+        return str(
+            self._cancel(keys=[keys.job(job_id), keys.SCHEDULE], args=[now_iso(), error, result, job_id])
+        )
+
+    def reopen(self, job_id: str, cred: str) -> str:
+        return str(self._retry(keys=[keys.job(job_id)], args=[now_iso(), cred]))
+
+    def schedule(self, pipe: Any, job_id: str, due: float) -> None:
+        pipe.zadd(keys.SCHEDULE, {job_id: due})
+
+
+def is_final(status: str | None) -> bool:
+    return status is not None and JobStatus(status) in FINAL_STATES
+
+
+__all__ = ["JobRecord", "JobStore", "now_iso", "render", "is_final"]

@@ -1,0 +1,31 @@
+"""The Celery app. All its settings are in celeryconfig.py."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from worker.twilio_gateway import quiet_twilio_logging
+
+app = Celery("twilio_jobs")
+app.config_from_object("celeryconfig")
+
+log = logging.getLogger("twilio_jobs.worker")
+
+
+@worker_ready.connect
+def _start_scheduler(sender: Any = None, **_: Any) -> None:
+    from worker.runtime import start_scheduler
+
+    quiet_twilio_logging()
+    start_scheduler()
+
+
+@worker_shutdown.connect
+def _stop_scheduler(sender: Any = None, **_: Any) -> None:
+    from worker.runtime import stop_scheduler
+
+    stop_scheduler()

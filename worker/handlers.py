@@ -1,0 +1,203 @@
+"""What a worker does with one job id: plain functions over their collaborators, no Celery."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from producer import keys
+from producer.crypto import Cipher
+from producer.errors import CREDENTIALS_REQUIRED
+from producer.schemas import JobKind, JobStatus, error_envelope, success_envelope
+from producer.settings import Settings
+from producer.store import now_iso
+from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
+from worker.ledger import Claim, Ledger
+from worker.twilio_gateway import TwilioGateway
+
+log = logging.getLogger("twilio_jobs.worker")
+
+Notify = Callable[[str, str], None]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    ledger: Ledger
+    gateway: TwilioGateway
+    cipher: Cipher
+    notify: Notify = lambda job_id, event: None
+    clock: Callable[[], float] = time.time
+    jitter: Callable[[], float] = field(default=random.random)
+
+    @property
+    def lease_seconds(self) -> float:
+        return self.settings.connect_timeout + self.settings.read_timeout + 5.0
+
+
+def backoff(attempt: int, base: float, cap: float, jitter: float) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random."""
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + ceiling / 2 * jitter
+
+
+def run_job(job_id: str, rt: Runtime) -> str:
+    """Move one job as far as it can go now. Returns what happened, for logs and tests."""
+    now = rt.clock()
+    claim = rt.ledger.claim(job_id, now, rt.lease_seconds, now_iso(now))
+    if claim.mode in ("missing", "final"):
+        return claim.mode
+    if claim.mode in ("busy", "early"):
+        rt.ledger.redis.zadd(keys.SCHEDULE, {job_id: claim.until}, nx=True)
+        return claim.mode
+    kind = JobKind(claim.kind)
+    try:
+        token = rt.cipher.decrypt(claim.cred) if claim.cred else ""
+    except ValueError as exc:
+        return _fail(job_id, claim, rt, PermanentError(str(exc)))
+    if not token:
+        return _fail(job_id, claim, rt, PermanentError(CREDENTIALS_REQUIRED))
+    params = claim.params or {}
+    if claim.mode == "reconcile":
+        outcome = _reconcile(job_id, claim, kind, token, rt)
+        if outcome is not None:
+            return outcome
+        if claim.attempts >= rt.settings.max_attempts:
+            return _fail(job_id, claim, rt, _last_error(claim))
+        attempts = rt.ledger.bump_attempts(job_id)
+        claim = Claim(**{**claim.__dict__, "attempts": attempts, "submitted_at": rt.clock()})
+    try:
+        resource = rt.gateway.create(kind, claim.account_sid, token, params)
+    except PermanentError as exc:
+        return _fail(job_id, claim, rt, exc)
+    except RetryableError as exc:
+        if claim.attempts >= rt.settings.max_attempts:
+            return _fail(job_id, claim, rt, exc)
+        return _retry_later(job_id, claim, rt, exc)
+    except AmbiguousError as exc:
+        return _unknown(job_id, claim, rt, exc)
+    return _succeed(job_id, claim, rt, resource)
+
+
+def _reconcile(job_id: str, claim: Claim, kind: JobKind, token: str, rt: Runtime) -> str | None:
+    """Look for what an earlier, unanswered create made. None: nothing was made, send now."""
+    try:
+        found = rt.gateway.find(
+            kind,
+            claim.account_sid,
+            token,
+            claim.params or {},
+            claim.submitted_at,
+            taken=lambda sid: rt.ledger.sid_taken_by_other(job_id, sid),
+        )
+    except SendError as exc:
+        if rt.clock() - claim.submitted_at > rt.settings.reconcile_window:
+            return _fail(
+                job_id,
+                claim,
+                rt,
+                AmbiguousError(
+                    "Outcome unknown: Twilio could not be asked whether the earlier attempt "
+                    f"was created ({exc.message}); not sent again to avoid a duplicate",
+                    status=exc.status,
+                    code=exc.code,
+                ),
+            )
+        return _unknown(job_id, claim, rt, exc)
+    if found is None:
+        return None
+    if not rt.ledger.take_sid(job_id, str(found["sid"])):
+        return None
+    log.info("job %s: adopted %s found by reconciliation", job_id, found["sid"])
+    return _succeed(job_id, claim, rt, found)
+
+
+def _last_error(claim: Claim) -> SendError:
+    last = claim.last_error or {}
+    return SendError(
+        str(last.get("message") or "Gave up: no attempt was confirmed by Twilio"),
+        status=last.get("status"),
+        code=last.get("code"),
+    )
+
+
+def _succeed(job_id: str, claim: Claim, rt: Runtime, resource: dict[str, Any]) -> str:
+    sid = str(resource.get("sid", ""))
+    settled = rt.ledger.settle(
+        job_id,
+        claim.lease,
+        {
+            "status": JobStatus.succeeded.value,
+            "ledger": "sent",
+            "twilioSid": sid,
+            "result": success_envelope(resource),
+            "updatedAt": now_iso(rt.clock()),
+        },
+        delete=("cred", "error", "lease", "leaseUntil"),
+        sid=sid or None,
+    )
+    if settled:
+        rt.notify(job_id, "job.succeeded")
+    return "succeeded" if settled else "lost-lease"
+
+
+def _fail(job_id: str, claim: Claim, rt: Runtime, exc: SendError) -> str:
+    error = exc.as_record()
+    error["retryable"] = False
+    settled = rt.ledger.settle(
+        job_id,
+        claim.lease,
+        {
+            "status": JobStatus.failed.value,
+            "error": error,
+            "result": error_envelope(exc.message),
+            "updatedAt": now_iso(rt.clock()),
+        },
+        delete=("cred", "ledger", "lease", "leaseUntil"),
+    )
+    if settled:
+        rt.notify(job_id, "job.failed")
+    return "failed" if settled else "lost-lease"
+
+
+def _retry_later(job_id: str, claim: Claim, rt: Runtime, exc: SendError) -> str:
+    delay = backoff(claim.attempts, rt.settings.backoff_base, rt.settings.backoff_max, rt.jitter())
+    if exc.retry_after is not None:
+        delay = max(delay, exc.retry_after)
+    due = rt.clock() + delay
+    settled = rt.ledger.settle(
+        job_id,
+        claim.lease,
+        {
+            "status": JobStatus.retrying.value,
+            "error": exc.as_record(),
+            "nextAt": repr(due),
+            "updatedAt": now_iso(rt.clock()),
+        },
+        delete=("ledger", "lease", "leaseUntil"),
+        due=due,
+    )
+    return "retrying" if settled else "lost-lease"
+
+
+def _unknown(job_id: str, claim: Claim, rt: Runtime, exc: SendError) -> str:
+    """The create may have happened: park the job for reconciliation, never a blind re-send."""
+    due = rt.clock() + rt.settings.reconcile_delay
+    settled = rt.ledger.settle(
+        job_id,
+        claim.lease,
+        {
+            "status": JobStatus.retrying.value,
+            "ledger": "unknown",
+            "error": exc.as_record(),
+            "nextAt": repr(due),
+            "updatedAt": now_iso(rt.clock()),
+        },
+        delete=("lease", "leaseUntil"),
+        due=due,
+    )
+    return "unknown" if settled else "lost-lease"

@@ -1,0 +1,72 @@
+"""The per-process collaborators of the tasks: one Redis pool, one Twilio HTTP session."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from redis import Redis
+
+from producer.crypto import Cipher
+from producer.settings import get_settings
+from worker.handlers import Runtime
+from worker.ledger import Ledger
+from worker.scheduler import Scheduler
+from worker.twilio_gateway import TwilioGateway
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_scheduler: Scheduler | None = None
+
+
+def redis_client() -> Redis:
+    settings = get_settings()
+    return Redis.from_url(
+        settings.store_url,
+        decode_responses=True,
+        max_connections=settings.worker_concurrency + 16,
+        health_check_interval=10,
+        socket_keepalive=True,
+    )
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                settings = get_settings()
+                if settings.secret_key is None:
+                    raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required")
+                from worker.tasks import notify
+
+                _runtime = Runtime(
+                    settings=settings,
+                    ledger=Ledger(redis_client(), settings.result_ttl),
+                    gateway=TwilioGateway(
+                        settings.twilio_api_base_url,
+                        pool_size=settings.http_pool_size,
+                        connect_timeout=settings.connect_timeout,
+                        read_timeout=settings.read_timeout,
+                    ),
+                    cipher=Cipher(settings.secret_key.get_secret_value()),
+                    notify=notify,
+                )
+    return _runtime
+
+
+def start_scheduler() -> None:
+    global _scheduler
+    from worker.tasks import publish
+
+    def release(job_ids: Sequence[str]) -> None:
+        publish(job_ids)
+
+    settings = get_settings()
+    _scheduler = Scheduler(redis_client(), release, interval=settings.scheduler_interval)
+    _scheduler.start()
+
+
+def stop_scheduler() -> None:
+    if _scheduler is not None:
+        _scheduler.stop()

@@ -1,0 +1,106 @@
+"""Releases due jobs (sendAt, retry backoff, reconciliation) from the schedule sorted set.
+
+Every worker process runs the loop; a Redis lock keeps one of them active at a time. A job id
+is published first and removed from the set after, so a crash in between re-publishes it
+(harmless: the ledger lets one delivery through) rather than losing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import redis
+from redis import Redis
+
+from producer import keys
+
+log = logging.getLogger("twilio_jobs.scheduler")
+
+# Remove released ids whose score is still due (a job rescheduled meanwhile stays), and show
+# scheduled jobs as queued.
+RELEASED = """
+local n = 0
+for i, id in ipairs(ARGV) do
+  if i > 1 then
+    local score = redis.call('ZSCORE', KEYS[1], id)
+    if score and tonumber(score) <= tonumber(ARGV[1]) then
+      redis.call('ZREM', KEYS[1], id)
+      local job = KEYS[2] .. id
+      if redis.call('HGET', job, 'status') == 'scheduled' then
+        redis.call('HSET', job, 'status', 'queued')
+      end
+      n = n + 1
+    end
+  end
+end
+return n
+"""
+
+LOCK = """
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] or not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class Scheduler:
+    def __init__(
+        self,
+        redis_client: Redis,
+        publish: Callable[[Sequence[str]], None],
+        interval: float = 0.2,
+        batch: int = 1000,
+    ) -> None:
+        self.redis = redis_client
+        self.publish = publish
+        self.interval = interval
+        self.batch = batch
+        self.token = secrets.token_hex(8)
+        self._released = redis_client.register_script(RELEASED)
+        self._lock = redis_client.register_script(LOCK)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self, now: float | None = None) -> int:
+        """Publish what is due; returns how many jobs were released."""
+        now = time.time() if now is None else now
+        lease_ms = int(max(2.0, self.interval * 10) * 1000)
+        if not self._lock(keys=[keys.SCHEDULER_LOCK], args=[self.token, lease_ms]):
+            return 0
+        due = self.redis.zrangebyscore(keys.SCHEDULE, "-inf", now, start=0, num=self.batch)
+        if not due:
+            return 0
+        ids = [str(x) for x in due]
+        self.publish(ids)
+        return int(self._released(keys=[keys.SCHEDULE, keys.job("")], args=[repr(now), *ids]))
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                released = self.tick()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("scheduler: job store unavailable (%s); retrying", type(exc).__name__)
+                released = 0
+                self._stop.wait(1.0)
+            except Exception:
+                log.exception("scheduler: publishing due jobs failed; retrying")
+                released = 0
+                self._stop.wait(1.0)
+            if released < self.batch:
+                self._stop.wait(self.interval)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="twilio-jobs-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

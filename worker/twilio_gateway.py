@@ -1,0 +1,180 @@
+"""The one place that talks to Twilio: twilio-python over a pooled session, with timeouts,
+a configurable base URL, and the translation of every failure into `worker.errors`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+from twilio.rest import Client
+
+from producer.schemas import JobKind
+from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
+
+log = logging.getLogger("twilio_jobs.gateway")
+
+SAFE_TO_RETRY = frozenset({429, 503})
+AMBIGUOUS = frozenset({500, 502, 504})
+FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+
+
+class BaseUrlHttpClient(TwilioHttpClient):
+    """TwilioHttpClient that sends every request to `base_url` instead of api.twilio.com
+    (so TWILIO_EDGE / TWILIO_REGION cannot redirect it), on one pooled session."""
+
+    def __init__(self, base_url: str, pool_size: int, connect_timeout: float, read_timeout: float):
+        super().__init__(pool_connections=True)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        assert self.session is not None
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        base = urlsplit(base_url.rstrip("/"))
+        self._scheme, self._netloc, self._prefix = base.scheme, base.netloc, base.path
+        self.timeout = (connect_timeout, read_timeout)  # type: ignore[assignment]
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        parts = urlsplit(url)
+        url = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
+        return super().request(method, url, *args, **kwargs)
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("Retry-After") or (headers or {}).get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(str(value))
+        except (TypeError, ValueError):
+            return None
+        return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+
+
+def classify_rest_error(exc: TwilioRestException, headers: Mapping[str, str] | None) -> SendError:
+    message = f"[HTTP {exc.status}] {exc.msg}"
+    code = exc.code if isinstance(exc.code, int) else None
+    kwargs: dict[str, Any] = {"status": exc.status, "code": code}
+    if exc.status in SAFE_TO_RETRY or code == 20429:
+        return RetryableError(message, retry_after=_retry_after(headers), **kwargs)
+    if exc.status in AMBIGUOUS:
+        return AmbiguousError(message, **kwargs)
+    if 400 <= exc.status < 500:
+        return PermanentError(message, **kwargs)
+    return AmbiguousError(message, **kwargs)
+
+
+def classify_transport_error(exc: requests.RequestException) -> SendError:
+    """Did the request leave this machine? If it may have, the outcome is ambiguous."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return RetryableError("Could not connect to Twilio: connection timed out")
+    if isinstance(exc, requests.ReadTimeout):
+        return AmbiguousError("Twilio did not answer in time (read timeout)")
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        text = type(reason or exc).__name__
+        if reason is not None and "NewConnectionError" in type(reason).__name__:
+            return RetryableError(f"Could not connect to Twilio: {text}")
+        return AmbiguousError(f"Connection to Twilio lost after sending: {text}")
+    return AmbiguousError(f"Request to Twilio failed: {type(exc).__name__}")
+
+
+class TwilioGateway:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        pool_size: int = 64,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+    ) -> None:
+        self.http = BaseUrlHttpClient(base_url, pool_size, connect_timeout, read_timeout)
+        self._env = {"TWILIO_JOBS": "1"}  # keeps twilio-python from reading os.environ
+
+    def _version(self, account_sid: str, token: str) -> Any:
+        client = Client(account_sid, token, http_client=self.http, environment=self._env)
+        return client.api.v2010
+
+    def _call(self, version: Any, method: str, uri: str, failure: str, **kwargs: Any) -> Any:
+        try:
+            response = version.request(method, uri, headers=FORM_HEADERS, **kwargs)
+        except requests.RequestException as exc:
+            raise classify_transport_error(exc) from None
+        if not 200 <= response.status_code < 300:
+            error = version.exception(method, uri, response, failure)
+            raise classify_rest_error(error, response.headers) from None
+        try:
+            return json.loads(response.text)
+        except ValueError:
+            raise AmbiguousError("Twilio answered with a body that is not JSON") from None
+
+    def create(
+        self, kind: JobKind, account_sid: str, token: str, params: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Create the Message or Call; returns the resource exactly as Twilio returned it."""
+        version = self._version(account_sid, token)
+        uri = f"/Accounts/{account_sid}/{kind.resource}.json"
+        resource: dict[str, Any] = self._call(
+            version, "POST", uri, "Unable to create record", data=dict(params)
+        )
+        return resource
+
+    def find(
+        self,
+        kind: JobKind,
+        account_sid: str,
+        token: str,
+        params: Mapping[str, Any],
+        since: float,
+        taken: Callable[[str], bool] | None = None,
+    ) -> dict[str, Any] | None:
+        """A resource this job may have created at or after `since` (unix time), or None."""
+        version = self._version(account_sid, token)
+        query = {"To": params.get("To"), "PageSize": 50}
+        if params.get("From"):
+            query["From"] = params["From"]
+        if kind is not JobKind.makeCall:
+            after = datetime.fromtimestamp(since, tz=timezone.utc) - timedelta(days=1)
+            query["DateSent>"] = after.strftime("%Y-%m-%d")
+        uri = f"/Accounts/{account_sid}/{kind.resource}.json"
+        page = self._call(version, "GET", uri, "Unable to fetch page", params=query)
+        items = page.get("calls" if kind is JobKind.makeCall else "messages") or []
+        for item in items:
+            if not self._matches(kind, item, params, since):
+                continue
+            if taken is not None and taken(str(item.get("sid"))):
+                continue
+            return dict(item)
+        return None
+
+    @staticmethod
+    def _matches(kind: JobKind, item: Mapping[str, Any], params: Mapping[str, Any], since: float) -> bool:
+        try:
+            created = parsedate_to_datetime(str(item.get("date_created"))).timestamp()
+        except (TypeError, ValueError):
+            return False
+        if created < since - 5:
+            return False
+        if kind is JobKind.makeCall:
+            return True
+        if params.get("MessagingServiceSid") and not params.get("From"):
+            if item.get("messaging_service_sid") != params["MessagingServiceSid"]:
+                return False
+        return str(item.get("body") or "").endswith(str(params.get("Body") or ""))
+
+
+def quiet_twilio_logging() -> None:
+    """twilio-python logs every request body at INFO; keep message content out of logs."""
+    logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+
+__all__ = ["TwilioGateway", "SendError", "classify_rest_error", "quiet_twilio_logging"]
