@@ -24,7 +24,6 @@ task_ignore_result = True
 result_backend = None
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
 task_default_queue = _settings.queue
 task_routes = {
     "twilio_jobs.send": {"queue": _settings.queue},

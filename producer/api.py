@@ -1,7 +1,5 @@
 """The HTTP API: a thin layer over `producer.client.Client`."""
 
-from __future__ import annotations
-
 import asyncio
 import json
 import logging
@@ -39,7 +37,10 @@ from producer.store import is_final
 log = logging.getLogger("twilio_jobs.api")
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"description": "Error envelope", "content": {"application/json": {"example": error_envelope("...")}}}
+    code: {
+        "description": "Error envelope",
+        "content": {"application/json": {"example": error_envelope("...")}},
+    }
     for code in (400, 401, 404, 409, 413, 503)
 }
 
@@ -70,12 +71,10 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         version="0.1.0",
     )
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    state: dict[str, Client] = {}
+    the_client = client or Client(settings)
 
     def jobs() -> Client:
-        if "client" not in state:
-            state["client"] = client or Client(settings)
-        return state["client"]
+        return the_client
 
     api_keys = set(settings.api_key_list)
 
@@ -102,7 +101,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         log.warning("job store unavailable: %s", type(exc).__name__)
         return envelope_response(503, "The job store is unavailable; try again")
 
-    def submit(kind: JobKind, body: Any, idempotency_key: str | None, who: str, response: Response) -> Accepted:
+    def submit(
+        kind: JobKind, body: Any, idempotency_key: str | None, who: str, response: Response
+    ) -> Accepted:
         submission = jobs().submit(kind, body, idempotency_key=idempotency_key, owner=who)
         response.status_code = 202 if submission.created else 200
         return Accepted(
@@ -113,18 +114,30 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
-    @app.post("/api/twilio/sendSms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
-    def send_sms(body: SmsRequest, response: Response, who: Owner, idem: IdemHeader = None) -> Accepted:
+    @app.post(
+        "/api/twilio/sendSms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
+    )
+    def send_sms(
+        body: SmsRequest, response: Response, who: Owner, idem: IdemHeader = None
+    ) -> Accepted:
         """Queue a text message. Answers at once with the job id; the result comes later."""
         return submit(JobKind.sendSms, body, idem, who, response)
 
-    @app.post("/api/twilio/sendMms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
-    def send_mms(body: MmsRequest, response: Response, who: Owner, idem: IdemHeader = None) -> Accepted:
+    @app.post(
+        "/api/twilio/sendMms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
+    )
+    def send_mms(
+        body: MmsRequest, response: Response, who: Owner, idem: IdemHeader = None
+    ) -> Accepted:
         """Queue a media message."""
         return submit(JobKind.sendMms, body, idem, who, response)
 
-    @app.post("/api/twilio/makeCall", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES)
-    def make_call(body: CallRequest, response: Response, who: Owner, idem: IdemHeader = None) -> Accepted:
+    @app.post(
+        "/api/twilio/makeCall", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
+    )
+    def make_call(
+        body: CallRequest, response: Response, who: Owner, idem: IdemHeader = None
+    ) -> Accepted:
         """Queue a voice call."""
         return submit(JobKind.makeCall, body, idem, who, response)
 

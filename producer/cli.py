@@ -86,16 +86,23 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="twilio-jobs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("serve", "API + worker (+ embedded Redis when REDIS_URL is unset)"), ("api", "the HTTP API only")):
+    for name, text in (
+        ("serve", "API + worker (+ embedded Redis when REDIS_URL is unset)"),
+        ("api", "the HTTP API only"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, default=8000)
         if name == "serve":
-            p.add_argument("worker_args", nargs=argparse.REMAINDER, help="passed to the Celery worker")
+            p.add_argument(
+                "worker_args", nargs=argparse.REMAINDER, help="passed to the Celery worker"
+            )
     w = sub.add_parser("worker", help="a Celery worker; further options go to Celery")
     w.add_argument("worker_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "serve":
         return serve(args)
     if args.command == "api":

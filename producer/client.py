@@ -19,7 +19,7 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -69,12 +69,19 @@ def owner_of(api_key: str | None) -> str:
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
     """One line naming the first offending field, e.g. `Unknown field: foo`."""
     first = errors[0]
-    field = ".".join(str(p) for p in first["loc"] if p != "body")
+    loc = list(first["loc"])
+    if loc and loc[0] in ("body", "query", "path", "header"):
+        loc = loc[1:]
+    field = ".".join(str(p) for p in loc)
     kind = first["type"]
     if kind == "json_invalid":
         return "Malformed JSON body"
     if not field:
-        return "Request body must be a JSON object" if kind != "missing" else "Request body is required"
+        return (
+            "Request body must be a JSON object"
+            if kind != "missing"
+            else "Request body is required"
+        )
     if kind == "extra_forbidden":
         return f"Unknown field: {field}"
     return f"Invalid field '{field}': {first['msg']}"
@@ -189,8 +196,8 @@ class Client:
         if send_at is None:
             return None
         if send_at.tzinfo is None:
-            send_at = send_at.replace(tzinfo=timezone.utc)
-        now = datetime.now(timezone.utc)
+            send_at = send_at.replace(tzinfo=UTC)
+        now = datetime.now(UTC)
         if send_at <= now:
             raise InvalidRequest("sendAt must be in the future")
         if send_at - now > MAX_SCHEDULE_AHEAD:
@@ -245,7 +252,9 @@ class Client:
         except redis.RedisError as exc:
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
 
-    def wait(self, job_id: str, timeout: float = 30.0, *, owner: str | None = None) -> dict[str, Any]:
+    def wait(
+        self, job_id: str, timeout: float = 30.0, *, owner: str | None = None
+    ) -> dict[str, Any]:
         """The record once the job is final, or as it stands when `timeout` runs out."""
         deadline = time.monotonic() + timeout
         pause = 0.01
@@ -277,8 +286,10 @@ class Client:
         if not fields or (owner is not None and fields.get("owner", "") != owner):
             raise JobNotFound(job_id)
         token = account_token
-        if not token and self.settings.twilio_auth_token and (
-            fields.get("accountSid") == self.settings.twilio_account_sid
+        if (
+            not token
+            and self.settings.twilio_auth_token
+            and (fields.get("accountSid") == self.settings.twilio_account_sid)
         ):
             token = self.settings.twilio_auth_token.get_secret_value()
         if not token and not fields.get("cred"):

@@ -27,9 +27,7 @@ class Dispatcher:
     def send(self, job_ids: Iterable[str]) -> None:
         with self.app.producer_or_acquire() as producer:
             for job_id in job_ids:
-                self.app.send_task(
-                    SEND_TASK, args=[job_id], queue=self.queue, producer=producer
-                )
+                self.app.send_task(SEND_TASK, args=[job_id], queue=self.queue, producer=producer)
 
     def close(self) -> None:
         self.app.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
@@ -12,7 +12,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from producer.errors import twilio_style
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     scheduled = "scheduled"
     queued = "queued"
     running = "running"
@@ -32,7 +32,7 @@ FINAL_STATES = frozenset(
 )
 
 
-class JobKind(str, Enum):
+class JobKind(StrEnum):
     sendSms = "sendSms"
     sendMms = "sendMms"
     makeCall = "makeCall"

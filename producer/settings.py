@@ -19,9 +19,7 @@ class Settings(BaseSettings):
         default="https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL"
     )
     twilio_account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
-    twilio_auth_token: SecretStr | None = Field(
-        default=None, validation_alias="TWILIO_AUTH_TOKEN"
-    )
+    twilio_auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
 
     secret_key: SecretStr | None = None
     webhook_secret: SecretStr | None = None
@@ -44,6 +42,14 @@ class Settings(BaseSettings):
     reconcile_delay: float = 2.0
     reconcile_window: float = 120.0
     data_dir: str = ".twilio-jobs"
+
+    # -- result webhooks and Twilio status callbacks
+    default_callback_url: str | None = None
+    webhook_allow_private: bool = False
+
+    # -- campaigns and global pacing
+    account_max_in_flight: int = 25
+    calls_per_second: float = 1.0
 
     @field_validator("secret_key")
     @classmethod

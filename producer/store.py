@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -24,7 +24,7 @@ PUBLIC_JSON_FIELDS = ("error", "result", "webhook")
 
 
 def now_iso(ts: float | None = None) -> str:
-    moment = datetime.fromtimestamp(ts if ts is not None else time.time(), tz=timezone.utc)
+    moment = datetime.fromtimestamp(ts if ts is not None else time.time(), tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -133,7 +133,9 @@ class JobStore:
 
     def cancel(self, job_id: str, error: str, result: str) -> str:
         return str(
-            self._cancel(keys=[keys.job(job_id), keys.SCHEDULE], args=[now_iso(), error, result, job_id])
+            self._cancel(
+                keys=[keys.job(job_id), keys.SCHEDULE], args=[now_iso(), error, result, job_id]
+            )
         )
 
     def reopen(self, job_id: str, cred: str) -> str:

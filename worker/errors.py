@@ -1,11 +1,11 @@
 """Send outcomes other than success, classified once, in the gateway.
 
-    TwilioJobsError                (producer.errors)
-     └── SendError                 a create that did not succeed; `message` is the envelope text
-          ├── PermanentError       4xx other than 429: never retried
-          ├── RetryableError       connection refused, 429/20429, 503: nothing was created
-          └── AmbiguousError       read timeout, reset after sending, 500/502/504: the message
-                                   or call may exist, so reconcile before sending again
+TwilioJobsError                (producer.errors)
+ └── SendError                 a create that did not succeed; `message` is the envelope text
+      ├── PermanentError       4xx other than 429: never retried
+      ├── RetryableError       connection refused, 429/20429, 503: nothing was created
+      └── AmbiguousError       read timeout, reset after sending, 500/502/504: the message
+                               or call may exist, so reconcile before sending again
 """
 
 from __future__ import annotations

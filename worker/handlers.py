@@ -36,12 +36,12 @@ class Runtime:
 
     @property
     def lease_seconds(self) -> float:
-        return self.settings.connect_timeout + self.settings.read_timeout + 5.0
+        return float(self.settings.connect_timeout + self.settings.read_timeout + 5.0)
 
 
 def backoff(attempt: int, base: float, cap: float, jitter: float) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    ceiling: float = min(cap, base * 2.0 ** max(0, attempt - 1))
     return ceiling / 2 + ceiling / 2 * jitter
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +28,7 @@ AMBIGUOUS = frozenset({500, 502, 504})
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 
 
-class BaseUrlHttpClient(TwilioHttpClient):
+class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """TwilioHttpClient that sends every request to `base_url` instead of api.twilio.com
     (so TWILIO_EDGE / TWILIO_REGION cannot redirect it), on one pooled session."""
 
@@ -40,7 +40,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
         self.session.mount("http://", adapter)
         base = urlsplit(base_url.rstrip("/"))
         self._scheme, self._netloc, self._prefix = base.scheme, base.netloc, base.path
-        self.timeout = (connect_timeout, read_timeout)  # type: ignore[assignment]
+        self.timeout = (connect_timeout, read_timeout)
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         parts = urlsplit(url)
@@ -57,7 +57,7 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
             moment = parsedate_to_datetime(str(value))
         except (TypeError, ValueError):
             return None
-        return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def classify_rest_error(exc: TwilioRestException, headers: Mapping[str, str] | None) -> SendError:
@@ -143,7 +143,7 @@ class TwilioGateway:
         if params.get("From"):
             query["From"] = params["From"]
         if kind is not JobKind.makeCall:
-            after = datetime.fromtimestamp(since, tz=timezone.utc) - timedelta(days=1)
+            after = datetime.fromtimestamp(since, tz=UTC) - timedelta(days=1)
             query["DateSent>"] = after.strftime("%Y-%m-%d")
         uri = f"/Accounts/{account_sid}/{kind.resource}.json"
         page = self._call(version, "GET", uri, "Unable to fetch page", params=query)
@@ -157,7 +157,9 @@ class TwilioGateway:
         return None
 
     @staticmethod
-    def _matches(kind: JobKind, item: Mapping[str, Any], params: Mapping[str, Any], since: float) -> bool:
+    def _matches(
+        kind: JobKind, item: Mapping[str, Any], params: Mapping[str, Any], since: float
+    ) -> bool:
         try:
             created = parsedate_to_datetime(str(item.get("date_created"))).timestamp()
         except (TypeError, ValueError):
@@ -166,9 +168,9 @@ class TwilioGateway:
             return False
         if kind is JobKind.makeCall:
             return True
-        if params.get("MessagingServiceSid") and not params.get("From"):
-            if item.get("messaging_service_sid") != params["MessagingServiceSid"]:
-                return False
+        service = params.get("MessagingServiceSid")
+        if service and not params.get("From") and item.get("messaging_service_sid") != service:
+            return False
         return str(item.get("body") or "").endswith(str(params.get("Body") or ""))
 
 

@@ -1,0 +1,226 @@
+"""Shared fixtures: a real Redis on a dedicated database, a fake Twilio, real worker processes.
+
+Locally a test that needs Redis is skipped when none answers; in CI (CI=true) it fails.
+TEST_REDIS_URL picks the database (default redis://127.0.0.1:6379/15); it is flushed around
+each test that uses it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from producer.client import Client
+from producer.settings import Settings
+from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+SEED_SMS = {
+    "accountSid": DEFAULT_ACCOUNT_SID,
+    "accountToken": DEFAULT_AUTH_TOKEN,
+    "from": "+15005550006",
+    "to": "+150055444006",
+    "body": "text",
+}
+SEED_MMS = {
+    "accountSid": DEFAULT_ACCOUNT_SID,
+    "accountToken": DEFAULT_AUTH_TOKEN,
+    "from": "+15005550006",
+    "to": "+150055444006",
+    "mediaUrl": "http://demo.twilio.com/docs/voice.xml",
+}
+SEED_CALL = {
+    "accountSid": DEFAULT_ACCOUNT_SID,
+    "accountToken": DEFAULT_AUTH_TOKEN,
+    "from": "+15005550006",
+    "to": "+150055444006",
+    "url": "http://demo.twilio.com/docs/voice.xml",
+}
+
+
+def require_redis(url: str = REDIS_URL) -> redis.Redis:
+    conn = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1)
+    try:
+        conn.ping()
+    except redis.RedisError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at {url} does not answer in CI: {exc}")
+        pytest.skip(f"no Redis at {url}")
+    return conn
+
+
+@pytest.fixture
+def redis_conn() -> Iterator[redis.Redis]:
+    conn = require_redis()
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def fake_twilio_server() -> Iterator[FakeTwilio]:
+    with FakeTwilio(latency=0.0) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_twilio(fake_twilio_server: FakeTwilio) -> Iterator[FakeTwilio]:
+    fake_twilio_server.reset()
+    fake_twilio_server.set_latency(0.0)
+    fake_twilio_server.set_auto_callbacks(None)
+    yield fake_twilio_server
+    fake_twilio_server.fail_ratio(429, 0)
+    fake_twilio_server.reset()
+
+
+def service_env(fake_url: str, redis_url: str = REDIS_URL, **extra: str) -> dict[str, str]:
+    """The environment of the service under test (worker processes and in-process clients)."""
+    env = {
+        "REDIS_URL": redis_url,
+        "TWILIO_API_BASE_URL": fake_url,
+        "TWILIO_JOBS_SECRET_KEY": SECRET_KEY,
+        "TWILIO_JOBS_BACKOFF_BASE": "0.05",
+        "TWILIO_JOBS_BACKOFF_MAX": "1",
+        "TWILIO_JOBS_RECONCILE_DELAY": "0.3",
+        "TWILIO_JOBS_READ_TIMEOUT": "2",
+        "TWILIO_JOBS_CONNECT_TIMEOUT": "1",
+        "TWILIO_JOBS_SCHEDULER_INTERVAL": "0.05",
+        "TWILIO_JOBS_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    env.update(extra)
+    return env
+
+
+def make_settings(env: dict[str, str]) -> Settings:
+    saved = dict(os.environ)
+    try:
+        os.environ.update(env)
+        return Settings(_env_file=None)  # type: ignore[call-arg]
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+class WorkerProcess:
+    """A real `celery -A worker worker` in a subprocess, its output in a log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 16) -> None:
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        self.log_path = log_path
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> WorkerProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        offset = self.log_path.stat().st_size
+        queues = "twilio_jobs,twilio_jobs.webhooks"
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker",
+                "worker",
+                "--loglevel=INFO",
+                "-P",
+                "threads",
+                "-c",
+                str(self.concurrency),
+                "-Q",
+                queues,
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_path.read_bytes()[offset:]
+            if b" ready." in text:
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {text.decode(errors='replace')[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError("worker did not become ready")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def env(fake_twilio: FakeTwilio, redis_conn: redis.Redis) -> dict[str, str]:
+    return service_env(fake_twilio.url)
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    return make_settings(env)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Client]:
+    jobs = Client(settings)
+    yield jobs
+    jobs.close()
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(env: dict[str, str], concurrency: int = 16, name: str = "worker") -> WorkerProcess:
+        proc = WorkerProcess(env, tmp_path / f"{name}.log", concurrency).start()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def worker(env: dict[str, str], start_worker: Callable[..., WorkerProcess]) -> WorkerProcess:
+    return start_worker(env)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")

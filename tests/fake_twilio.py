@@ -1,0 +1,727 @@
+"""Local fake of Twilio's REST API 2010-04-01 (Messages and Calls) for tests and benchmarks.
+
+In-process: ``with FakeTwilio(latency=0.1) as fake: ...`` (server on its own thread and loop).
+Separate process: ``python -m tests.fake_twilio --port 8099 --latency 0.1 [--account SID:TOKEN]``,
+controlled over HTTP via ``/_fake/...`` (see ``FakeTwilio._routes``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import functools
+import json
+import operator
+import random
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from http import HTTPStatus
+from typing import Any, Literal, Self
+from urllib.parse import unquote, urlencode
+
+import aiohttp
+from aiohttp import web
+from twilio.request_validator import RequestValidator
+
+DEFAULT_ACCOUNT_SID = "AC5f37acb24007a320eefb5ffaeb498a78"
+DEFAULT_AUTH_TOKEN = "fake-auth-token-5b1c0e0c9d2a4f7e"
+API_VERSION = "2010-04-01"
+SERVICE_FROM_NUMBER = "+15005550006"
+MAX_BODY_LENGTH = 1600
+AUTO_CALLBACK_STEP = 0.05
+
+Kind = Literal["Messages", "Calls"]
+Form = dict[str, list[str]]
+CreateTime = tuple[float, str, str, str]
+
+_DEFAULT_ERRORS: dict[int, tuple[int, str]] = {
+    429: (20429, "Too Many Requests"),
+    500: (20500, "Internal Server Error"),
+    503: (20503, "Service Unavailable"),
+}
+_CODE_MESSAGES = {21610: "Attempt to send to unsubscribed recipient"}
+_CALLBACK_ERROR_CODES = {"failed": "30008", "undelivered": "30003"}
+_CONTROL_OPS = frozenset(
+    {
+        "add_fault",
+        "fail_ratio",
+        "set_latency",
+        "reset",
+        "add_account",
+        "add_api_key",
+        "set_auto_callbacks",
+    }
+)
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: int, message: str, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
+
+    def response(self) -> web.Response:
+        headers = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = f"{self.retry_after:g}"
+        if self.status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+        payload = {
+            "code": self.code,
+            "message": self.message,
+            "more_info": f"https://www.twilio.com/docs/errors/{self.code}",
+            "status": self.status,
+        }
+        return _json(payload, self.status, headers)
+
+
+@dataclass
+class Fault:
+    status: int
+    remaining: int
+    code: int
+    message: str
+    match_to: str | None = None
+    retry_after: float | None = None
+    create_anyway: bool = False
+    delay: float | None = None
+    kind: str | None = None
+
+    def error(self) -> ApiError:
+        return ApiError(self.status, self.code, self.message, self.retry_after)
+
+
+@dataclass
+class _Record:
+    kind: str
+    account_sid: str
+    resource: dict[str, Any]
+    created: datetime
+    status_callback: str | None
+
+
+def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        text=json.dumps(payload), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def _resolve_error(status: int, code: int | None, message: str | None) -> tuple[int, str]:
+    default_code, default_message = _DEFAULT_ERRORS.get(
+        status, (20000 + status, HTTPStatus(status).phrase)
+    )
+    code = default_code if code is None else code
+    return code, message or _CODE_MESSAGES.get(code) or default_message
+
+
+@functools.lru_cache(maxsize=8)
+def _rfc2822(epoch_second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(epoch_second, UTC))
+
+
+def _first(form: Form, key: str) -> str | None:
+    values = form.get(key)
+    return values[0] if values else None
+
+
+def _parse_form(raw: bytes) -> Form:
+    form: Form = {}
+    for pair in raw.decode().replace("+", " ").split("&"):
+        if pair:
+            key, _, value = pair.partition("=")
+            form.setdefault(unquote(key), []).append(unquote(value))
+    return form
+
+
+def _basic_auth(header: str) -> tuple[str, str]:
+    if not header.startswith("Basic "):
+        return "", ""
+    try:
+        user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+    except ValueError:
+        return "", ""
+    return user, password
+
+
+def _time_filter(name: str, raw: str, op: Callable[[Any, Any], bool]) -> Callable[[datetime], bool]:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, 20001, f"Invalid {name}: {raw}") from None
+    if len(raw) == 10 or op is operator.eq:
+        day = moment.date()
+        return lambda created: op(created.date(), day)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return lambda created: op(created.replace(microsecond=0), moment)
+
+
+def _max_in_window(stamps: list[float], window: float) -> int:
+    stamps = sorted(stamps)
+    best = low = 0
+    for high, stamp in enumerate(stamps):
+        while stamp - stamps[low] >= window:
+            low += 1
+        best = max(best, high - low + 1)
+    return best
+
+
+def _validate(kind: str, form: Form) -> None:
+    if kind == "Messages":
+        body = _first(form, "Body") or ""
+        if not _first(form, "To"):
+            raise ApiError(400, 21604, "A 'To' phone number is required.")
+        if not _first(form, "From") and not _first(form, "MessagingServiceSid"):
+            raise ApiError(400, 21603, 'A "From" phone number is required.')
+        if not body and not form.get("MediaUrl") and not _first(form, "ContentSid"):
+            raise ApiError(400, 21602, "Message body is required.")
+        if len(body) > MAX_BODY_LENGTH:
+            raise ApiError(
+                400, 21617, "The concatenated message body exceeds the 1600 character limit."
+            )
+        return
+    if not _first(form, "To"):
+        raise ApiError(400, 21201, "No 'To' number is specified")
+    if not _first(form, "From"):
+        raise ApiError(400, 21213, "Caller phone number is required")
+    if not any(_first(form, key) for key in ("Url", "Twiml", "ApplicationSid")):
+        raise ApiError(400, 21205, "Url parameter is required.")
+    for key in ("Method", "StatusCallbackMethod"):
+        method = _first(form, key)
+        if method is not None and method.upper() not in ("GET", "POST"):
+            raise ApiError(400, 20001, f"Method is not valid: {method}")
+
+
+def _build_resource(kind: str, account: str, form: Form, now: datetime) -> dict[str, Any]:
+    stamp = _rfc2822(int(now.timestamp()))
+    to = _first(form, "To")
+    if kind == "Messages":
+        media = form.get("MediaUrl", [])
+        sid = ("MM" if media else "SM") + uuid.uuid4().hex
+        uri = f"/{API_VERSION}/Accounts/{account}/Messages/{sid}"
+        return {
+            "account_sid": account, "api_version": API_VERSION, "body": _first(form, "Body") or "",
+            "date_created": stamp, "date_sent": None, "date_updated": stamp, "direction": "outbound-api",
+            "error_code": None, "error_message": None, "from": _first(form, "From") or SERVICE_FROM_NUMBER,
+            "messaging_service_sid": _first(form, "MessagingServiceSid"), "num_media": str(len(media)),
+            "num_segments": "1", "price": None, "price_unit": "USD", "sid": sid, "status": "queued",
+            "subresource_uris": {"media": f"{uri}/Media.json"}, "to": to, "uri": f"{uri}.json",
+        }  # fmt: skip
+    sid = "CA" + uuid.uuid4().hex
+    uri = f"/{API_VERSION}/Accounts/{account}/Calls/{sid}"
+    sender = _first(form, "From")
+    return {
+        "account_sid": account, "annotation": None, "answered_by": None, "api_version": API_VERSION,
+        "caller_name": None, "date_created": stamp, "date_updated": stamp, "direction": "outbound-api",
+        "duration": None, "end_time": None, "forwarded_from": None, "from": sender, "from_formatted": sender,
+        "group_sid": None, "parent_call_sid": None, "phone_number_sid": None, "price": None,
+        "price_unit": "USD", "queue_time": "0", "sid": sid, "start_time": None, "status": "queued",
+        "subresource_uris": {"notifications": f"{uri}/Notifications.json", "recordings": f"{uri}/Recordings.json"},
+        "to": to, "to_formatted": to, "trunk_sid": None, "uri": f"{uri}.json",
+    }  # fmt: skip
+
+
+class FakeTwilio:
+    def __init__(
+        self,
+        latency: float = 0.0,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        accounts: dict[str, str] | None = None,
+        auto_callbacks: list[str] | None = None,
+    ) -> None:
+        self.host, self.port, self.latency = host, port, latency
+        self.auto_callbacks = list(auto_callbacks) if auto_callbacks else None
+        self._accounts = (
+            dict(accounts) if accounts is not None else {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN}
+        )
+        self._api_keys: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._in_flight: dict[str, int] = {}
+        self._clear()
+
+    def _clear(self) -> None:
+        self._records: dict[str, _Record] = {}
+        self._order: list[_Record] = []
+        self._faults: list[Fault] = []
+        self._ratio: Fault | None = None
+        self._ratio_value = 0.0
+        self._create_times: list[CreateTime] = []
+        self._peak = {account: n for account, n in self._in_flight.items() if n}
+        self.requests_total = 0
+        self.create_attempts = 0
+
+    # lifecycle
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        if self._thread is not None:
+            raise RuntimeError("FakeTwilio already started")
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                import uvloop
+
+                loop = uvloop.new_event_loop()
+            except ImportError:
+                loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._serve())
+            except Exception as exc:  # noqa: BLE001 - re-raised by start()
+                errors.append(exc)
+                ready.set()
+                loop.close()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._shutdown())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-twilio", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if errors:
+            self._thread.join()
+            self._thread = None
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.add_routes(self._routes())
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=4096, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _routes(self) -> list[web.RouteDef]:
+        base = f"/{API_VERSION}/Accounts/{{account}}/{{kind:Messages|Calls}}"
+        return [
+            web.post(f"{base}.json", self._api(self._create)),
+            web.get(f"{base}.json", self._api(self._list)),
+            web.get(f"{base}/{{sid}}.json", self._api(self._fetch)),
+            web.post("/_fake/callbacks", self._http_callbacks),
+            web.post("/_fake/{op}", self._http_control),
+            web.get("/_fake/{what:stats|messages|calls}", self._http_inspect),
+            web.route("*", f"/{API_VERSION}/{{tail:.*}}", self._api(self._not_found)),
+        ]
+
+    # configuration and fault injection
+
+    def add_account(self, sid: str, token: str) -> None:
+        with self._lock:
+            self._accounts[sid] = token
+
+    def add_api_key(
+        self, key_sid: str, secret: str, account_sid: str = DEFAULT_ACCOUNT_SID
+    ) -> None:
+        with self._lock:
+            self._api_keys[key_sid] = (secret, account_sid)
+
+    def set_latency(self, seconds: float) -> None:
+        self.latency = seconds
+
+    def set_auto_callbacks(self, statuses: list[str] | None) -> None:
+        self.auto_callbacks = list(statuses) if statuses else None
+
+    def add_fault(
+        self,
+        status: int,
+        count: int = 1,
+        match_to: str | None = None,
+        retry_after: float | None = None,
+        code: int | None = None,
+        message: str | None = None,
+        create_anyway: bool = False,
+        delay: float | None = None,
+        kind: Kind | None = None,
+    ) -> None:
+        code, message = _resolve_error(status, code, message)
+        fault = Fault(
+            status, count, code, message, match_to, retry_after, create_anyway, delay, kind
+        )
+        with self._lock:
+            self._faults.append(fault)
+
+    def fail_ratio(self, status: int, ratio: float, retry_after: float | None = None) -> None:
+        code, message = _resolve_error(status, None, None)
+        with self._lock:
+            self._ratio = (
+                Fault(status, 0, code, message, retry_after=retry_after) if ratio > 0 else None
+            )
+            self._ratio_value = ratio
+
+    def reset(self) -> None:
+        with self._lock:
+            self._clear()
+
+    # inspection
+
+    def _resources(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(r.resource) for r in self._order if r.kind == kind]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self._resources("Messages")
+
+    @property
+    def calls(self) -> list[dict[str, Any]]:
+        return self._resources("Calls")
+
+    @property
+    def created_count(self) -> int:
+        return len(self._order)
+
+    @property
+    def create_times(self) -> list[CreateTime]:
+        with self._lock:
+            return list(self._create_times)
+
+    @property
+    def peak_in_flight(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._peak)
+
+    @property
+    def in_flight_now(self) -> dict[str, int]:
+        with self._lock:
+            return {account: n for account, n in self._in_flight.items() if n}
+
+    def count_by(self, kind: Kind = "Messages", **fields: Any) -> int:
+        wanted = {("from" if key == "from_" else key): value for key, value in fields.items()}
+        return sum(all(r.get(k) == v for k, v in wanted.items()) for r in self._resources(kind))
+
+    def max_per_window(self, sender: str, window: float = 1.0) -> int:
+        return _max_in_window([t for t, _, s, _ in self.create_times if s == sender], window)
+
+    def stats(self, window: float = 1.0) -> dict[str, Any]:
+        times = self.create_times
+        return {
+            "requests_total": self.requests_total,
+            "create_attempts": self.create_attempts,
+            "created_count": self.created_count,
+            "messages_count": len(self.messages),
+            "calls_count": len(self.calls),
+            "peak_in_flight": self.peak_in_flight,
+            "in_flight_now": self.in_flight_now,
+            "latency": self.latency,
+            "max_per_window": {
+                s: _max_in_window([t[0] for t in times if t[2] == s], window)
+                for s in {t[2] for t in times}
+            },
+            "create_times": times,
+        }
+
+    # API handlers
+
+    @staticmethod
+    def _api(handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except ApiError as error:
+                return error.response()
+
+        return wrapped
+
+    async def _not_found(self, request: web.Request) -> web.Response:
+        raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+
+    def _authenticate(self, request: web.Request, account: str) -> None:
+        token = self._accounts.get(account)
+        if token is None:
+            raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+        user, password = _basic_auth(request.headers.get("Authorization", ""))
+        if (user == account and password == token) or self._api_keys.get(user) == (
+            password,
+            account,
+        ):
+            return
+        raise ApiError(401, 20003, "Authenticate")
+
+    def _take_fault(self, kind: str, to: str | None) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if (fault.kind in (None, kind)) and (fault.match_to in (None, to)):
+                    fault.remaining -= 1
+                    if fault.remaining <= 0:
+                        self._faults.remove(fault)
+                    return fault
+            if self._ratio is not None and random.random() < self._ratio_value:
+                return self._ratio
+        return None
+
+    def _store(self, kind: str, account: str, form: Form) -> _Record:
+        _validate(kind, form)
+        now = datetime.now(UTC)
+        record = _Record(
+            kind,
+            account,
+            _build_resource(kind, account, form, now),
+            now,
+            _first(form, "StatusCallback"),
+        )
+        sender = _first(form, "From") or _first(form, "MessagingServiceSid") or ""
+        with self._lock:
+            self._records[record.resource["sid"]] = record
+            self._order.append(record)
+            self._create_times.append((time.monotonic(), account, sender, kind))
+        if record.status_callback and self.auto_callbacks:
+            task = asyncio.get_running_loop().create_task(
+                self._auto_callbacks(record, list(self.auto_callbacks))
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return record
+
+    async def _create(self, request: web.Request) -> web.Response:
+        account, kind = request.match_info["account"], request.match_info["kind"]
+        self.requests_total += 1
+        self.create_attempts += 1
+        self._authenticate(request, account)
+        form = _parse_form(await request.read())
+        fault = self._take_fault(kind, _first(form, "To"))
+        with self._lock:
+            now = self._in_flight[account] = self._in_flight.get(account, 0) + 1
+            self._peak[account] = max(now, self._peak.get(account, 0))
+        try:
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
+            if fault is None:
+                return _json(self._store(kind, account, form).resource, 201)
+            if fault.create_anyway:
+                self._store(kind, account, form)
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
+            raise fault.error()
+        finally:
+            with self._lock:
+                self._in_flight[account] -= 1
+
+    async def _fetch(self, request: web.Request) -> web.Response:
+        account, kind = request.match_info["account"], request.match_info["kind"]
+        self.requests_total += 1
+        self._authenticate(request, account)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        record = self._records.get(request.match_info["sid"])
+        if record is None or record.kind != kind or record.account_sid != account:
+            raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+        return _json(record.resource)
+
+    async def _list(self, request: web.Request) -> web.Response:
+        account, kind = request.match_info["account"], request.match_info["kind"]
+        self.requests_total += 1
+        self._authenticate(request, account)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        query = request.query
+        field = "DateSent" if kind == "Messages" else "StartTime"
+        checks = [
+            _time_filter(field + suffix, query[field + suffix], op)
+            for suffix, op in (("", operator.eq), (">", operator.ge), ("<", operator.le))
+            if query.get(field + suffix)
+        ]
+        to, sender = query.get("To"), query.get("From")
+        with self._lock:
+            candidates = [
+                r for r in reversed(self._order) if r.kind == kind and r.account_sid == account
+            ]
+        matching = [
+            r
+            for r in candidates
+            if to in (None, r.resource["to"])
+            and sender in (None, r.resource["from"])
+            and all(c(r.created) for c in checks)
+        ]
+        try:
+            size, page = max(1, int(query.get("PageSize", 50))), max(0, int(query.get("Page", 0)))
+        except ValueError:
+            raise ApiError(400, 20001, "Invalid paging parameters") from None
+        rest = [(k, v) for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")]
+
+        def page_uri(n: int) -> str:
+            return f"{request.path}?{urlencode([*rest, ('PageSize', size), ('Page', n)])}"
+
+        chunk = matching[page * size : (page + 1) * size]
+        return _json({
+            kind.lower(): [r.resource for r in chunk],
+            "end": page * size + len(chunk) - 1,
+            "first_page_uri": page_uri(0),
+            "next_page_uri": page_uri(page + 1) if (page + 1) * size < len(matching) else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+            "start": page * size,
+            "uri": page_uri(page),
+        })  # fmt: skip
+
+    # status callbacks
+
+    def _callback_params(self, record: _Record, status: str) -> dict[str, str]:
+        resource = record.resource
+        stamp = _rfc2822(int(time.time()))
+        resource.update(status=status, date_updated=stamp)
+        common = {
+            "AccountSid": record.account_sid,
+            "From": resource["from"],
+            "To": resource["to"],
+            "ApiVersion": API_VERSION,
+        }
+        if record.kind == "Calls":
+            return {"CallSid": resource["sid"], "CallStatus": status, **common}
+        if status in ("sent", "delivered") and resource["date_sent"] is None:
+            resource["date_sent"] = stamp
+        params = {
+            "MessageSid": resource["sid"],
+            "MessageStatus": status,
+            "SmsSid": resource["sid"],
+            "SmsStatus": status,
+            **common,
+        }
+        if resource["messaging_service_sid"]:
+            params["MessagingServiceSid"] = resource["messaging_service_sid"]
+        if status in _CALLBACK_ERROR_CODES:
+            params["ErrorCode"] = _CALLBACK_ERROR_CODES[status]
+            resource["error_code"] = int(_CALLBACK_ERROR_CODES[status])
+        return params
+
+    async def asend_status_callbacks(
+        self, sid: str, statuses: list[str], account_token: str | None = None, sign: bool = True
+    ) -> list[int]:
+        record = self._records.get(sid)
+        if record is None:
+            raise KeyError(sid)
+        url = record.status_callback
+        if not url:
+            raise ValueError(f"{sid} has no StatusCallback")
+        validator = RequestValidator(account_token or self._accounts[record.account_sid])
+        assert self._session is not None
+        codes = []
+        for status in statuses:
+            params = self._callback_params(record, status)
+            headers = {"User-Agent": "TwilioProxy/1.1"}
+            if sign:
+                headers["X-Twilio-Signature"] = validator.compute_signature(url, params)
+            try:
+                async with self._session.post(url, data=params, headers=headers) as response:
+                    await response.read()
+                    codes.append(response.status)
+            except (TimeoutError, aiohttp.ClientError):
+                codes.append(0)
+        return codes
+
+    def send_status_callbacks(
+        self, sid: str, statuses: list[str], account_token: str | None = None, sign: bool = True
+    ) -> list[int]:
+        if self._loop is None or self._thread is None:
+            raise RuntimeError("FakeTwilio is not running")
+        coro = self.asend_status_callbacks(sid, statuses, account_token, sign)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
+
+    async def _auto_callbacks(self, record: _Record, statuses: list[str]) -> None:
+        for status in statuses:
+            await asyncio.sleep(AUTO_CALLBACK_STEP)
+            await self.asend_status_callbacks(record.resource["sid"], [status])
+
+    # HTTP control (subprocess mode)
+
+    async def _http_control(self, request: web.Request) -> web.Response:
+        op = "add_fault" if request.match_info["op"] == "faults" else request.match_info["op"]
+        if op not in _CONTROL_OPS:
+            return _json({"error": f"unknown operation {op}"}, 404)
+        try:
+            kwargs = await request.json() if request.can_read_body else {}
+            getattr(self, op)(**kwargs)
+        except (TypeError, ValueError) as exc:
+            return _json({"error": str(exc)}, 400)
+        return _json({"ok": True})
+
+    async def _http_inspect(self, request: web.Request) -> web.Response:
+        what = request.match_info["what"]
+        if what == "stats":
+            return _json(self.stats(float(request.query.get("window", 1.0))))
+        return _json(self.messages if what == "messages" else self.calls)
+
+    async def _http_callbacks(self, request: web.Request) -> web.Response:
+        try:
+            codes = await self.asend_status_callbacks(**await request.json())
+        except (TypeError, ValueError, KeyError) as exc:
+            return _json({"error": repr(exc)}, 400)
+        return _json({"codes": codes})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_twilio", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--account", action="append", default=[], metavar="SID:TOKEN")
+    parser.add_argument("--auto-callbacks", default="", metavar="STATUS,STATUS")
+    args = parser.parse_args(argv)
+    accounts = {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN}
+    for item in args.account:
+        sid, _, token = item.partition(":")
+        if not sid or not token:
+            parser.error(f"--account expects SID:TOKEN, got {item!r}")
+        accounts[sid] = token
+    auto = [s for s in args.auto_callbacks.split(",") if s] or None
+    fake = FakeTwilio(args.latency, args.port, args.host, accounts, auto).start()
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    print(f"listening on {fake.url}", flush=True)
+    while not stopping.wait(1.0):
+        pass
+    fake.stop()
+
+
+if __name__ == "__main__":
+    main()

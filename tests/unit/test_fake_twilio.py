@@ -1,0 +1,329 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+import requests
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+
+SID, TOKEN = DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+OTHER_SID = "AC" + "1" * 32
+
+
+class FakeHttpClient(TwilioHttpClient):
+    def __init__(self, base_url: str, timeout: float | None = None) -> None:
+        super().__init__(timeout=timeout)
+        self.base_url = base_url
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        url = url.replace("https://api.twilio.com", self.base_url)
+        return super().request(method, url, *args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeTwilio]:
+    with FakeTwilio(accounts={SID: TOKEN, OTHER_SID: "other-token"}) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeTwilio) -> FakeTwilio:
+    server.reset()
+    server.set_latency(0)
+    server.set_auto_callbacks(None)
+    return server
+
+
+def client_for(
+    fake: FakeTwilio, sid: str = SID, token: str = TOKEN, timeout: float | None = None
+) -> Client:
+    return Client(sid, token, http_client=FakeHttpClient(fake.url, timeout))
+
+
+@pytest.fixture
+def client(fake: FakeTwilio) -> Client:
+    return client_for(fake)
+
+
+class Receiver:
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], dict[str, str]]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                outer.received.append((self.path, dict(parse_qsl(body)), dict(self.headers)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/status?x=1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.server.shutdown()
+
+
+def test_message_create_list_fetch(fake: FakeTwilio, client: Client) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=2)
+    msg = client.messages.create(to="+15550001111", from_="+15550002222", body="hello")
+    client.messages.create(to="+15550003333", from_="+15550002222", body="other")
+    assert msg.sid.startswith("SM") and len(msg.sid) == 34
+    assert (msg.status, msg.account_sid, msg.body, msg.num_segments) == (
+        "queued",
+        SID,
+        "hello",
+        "1",
+    )
+    assert msg.direction == "outbound-api" and msg.date_sent is None and msg.price_unit == "USD"
+    assert abs((msg.date_created - datetime.now(UTC)).total_seconds()) < 5
+    assert msg.uri == f"/2010-04-01/Accounts/{SID}/Messages/{msg.sid}.json"
+
+    listed = client.messages.list(to="+15550001111", from_="+15550002222", date_sent_after=before)
+    assert [m.sid for m in listed] == [msg.sid]
+    assert client.messages.list(date_sent_before=before) == []
+    assert len(client.messages.list(date_sent=datetime.now(UTC).date())) == 2
+    assert len(client.messages.list(page_size=1)) == 2
+    assert client.messages(msg.sid).fetch().body == "hello"
+    assert fake.count_by(to="+15550001111", body="hello") == 1
+    assert fake.created_count == 2 and fake.requests_total >= 6
+
+
+def test_mms_and_messaging_service(client: Client) -> None:
+    mms = client.messages.create(
+        to="+15550001111", media_url=["https://a/1.png"], messaging_service_sid="MG" + "a" * 32
+    )
+    assert mms.sid.startswith("MM") and mms.num_media == "1"
+    assert mms.from_ and mms.messaging_service_sid == "MG" + "a" * 32
+
+
+def test_call_create_list_fetch(client: Client) -> None:
+    call = client.calls.create(
+        to="+15550001111", from_="+15550002222", twiml="<Response/>", method="POST"
+    )
+    assert call.sid.startswith("CA") and call.status == "queued" and call.start_time is None
+    assert [c.sid for c in client.calls.list(to="+15550001111")] == [call.sid]
+    assert client.calls.list(start_time_after=datetime.now(UTC) + timedelta(minutes=1)) == []
+    assert client.calls(call.sid).fetch().to == "+15550001111"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code", "message"),
+    [
+        ({"to": "+1555", "body": "x"}, 400, 21603, 'A "From" phone number is required.'),
+        ({"to": "", "from_": "+1555", "body": "x"}, 400, 21604, "A 'To' phone number is required."),
+        ({"to": "+1555", "from_": "+1556"}, 400, 21602, "Message body is required."),
+        (
+            {"to": "+1555", "from_": "+1556", "body": "x" * 1601},
+            400,
+            21617,
+            "The concatenated message body exceeds the 1600 character limit.",
+        ),
+    ],
+)
+def test_message_validation(
+    client: Client, kwargs: dict[str, Any], status: int, code: int, message: str
+) -> None:
+    with pytest.raises(TwilioRestException) as info:
+        client.messages.create(**kwargs)
+    assert (info.value.status, info.value.code) == (status, code)
+    assert info.value.msg == f"Unable to create record: {message}"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code", "message"),
+    [
+        ({"url": "https://x", "method": "TEST"}, 20001, "Method is not valid: TEST"),
+        ({"url": "https://x", "status_callback_method": "PUT"}, 20001, "Method is not valid: PUT"),
+        ({}, 21205, "Url parameter is required."),
+    ],
+)
+def test_call_validation(client: Client, kwargs: dict[str, Any], code: int, message: str) -> None:
+    with pytest.raises(TwilioRestException) as info:
+        client.calls.create(to="+1555", from_="+1556", **kwargs)
+    assert (info.value.status, info.value.code, info.value.msg) == (
+        400,
+        code,
+        f"Unable to create record: {message}",
+    )
+    with pytest.raises(TwilioRestException, match="Caller phone number is required"):
+        client.calls.create(to="+1555", from_="", url="https://x")
+
+
+def test_auth_errors(fake: FakeTwilio) -> None:
+    with pytest.raises(TwilioRestException) as info:
+        client_for(fake, token="wrong").messages.create(to="+1", from_="+2", body="x")
+    assert (info.value.status, info.value.code, info.value.msg) == (
+        401,
+        20003,
+        "Unable to create record: Authenticate",
+    )
+    unknown = "AC" + "9" * 32
+    with pytest.raises(TwilioRestException) as info:
+        client_for(fake, sid=unknown).calls.create(to="+1", from_="+2", url="https://x")
+    assert info.value.status == 404 and info.value.code == 20404
+    assert info.value.msg == (
+        f"Unable to create record: The requested resource /2010-04-01/Accounts/{unknown}/Calls.json was not found"
+    )
+    with pytest.raises(TwilioRestException) as info:
+        client_for(fake).messages("SM" + "0" * 32).fetch()
+    assert info.value.status == 404
+    fake.add_api_key("SK" + "2" * 32, "key-secret")
+    keyed = Client("SK" + "2" * 32, "key-secret", SID, http_client=FakeHttpClient(fake.url))
+    assert keyed.messages.create(to="+1", from_="+2", body="x").account_sid == SID
+    assert fake.create_attempts == 3 and fake.created_count == 1
+
+
+def test_faults(fake: FakeTwilio, client: Client) -> None:
+    fake.add_fault(429, count=2, retry_after=3)
+    fake.add_fault(400, code=21610, match_to="+1999")
+    fake.add_fault(503, create_anyway=True, kind="Calls")
+    for _ in range(2):
+        with pytest.raises(TwilioRestException) as info:
+            client.messages.create(to="+1555", from_="+1556", body="x")
+        assert (info.value.status, info.value.code, info.value.msg) == (
+            429,
+            20429,
+            "Unable to create record: Too Many Requests",
+        )
+    with pytest.raises(TwilioRestException, match="unsubscribed recipient"):
+        client.messages.create(to="+1999", from_="+1556", body="x")
+    with pytest.raises(TwilioRestException) as info:
+        client.calls.create(to="+1555", from_="+1556", url="https://x")
+    assert info.value.status == 503 and len(fake.calls) == 1
+    assert client.messages.create(to="+1555", from_="+1556", body="ok").status == "queued"
+    assert fake.create_attempts == 5 and fake.created_count == 2
+
+    fake.add_fault(429, retry_after=1.5)
+    response = requests.post(
+        f"{fake.url}/2010-04-01/Accounts/{SID}/Messages.json",
+        data={"To": "+1", "From": "+2", "Body": "x"},
+        auth=(SID, TOKEN),
+        timeout=5,
+    )
+    assert response.status_code == 429 and response.headers["Retry-After"] == "1.5"
+    assert response.json()["more_info"] == "https://www.twilio.com/docs/errors/20429"
+
+    fake.fail_ratio(503, 1.0)
+    with pytest.raises(TwilioRestException):
+        client.messages.create(to="+1555", from_="+1556", body="x")
+    fake.fail_ratio(503, 0)
+    client.messages.create(to="+1555", from_="+1556", body="x")
+
+
+def test_delay_fault_creates_then_times_out(fake: FakeTwilio) -> None:
+    fake.add_fault(500, create_anyway=True, delay=0.5)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        client_for(fake, timeout=0.2).messages.create(to="+1555", from_="+1556", body="x")
+    assert fake.count_by(to="+1555") == 1 and fake.in_flight_now == {SID: 1}
+    time.sleep(0.5)
+    assert fake.in_flight_now == {}
+
+
+def test_in_flight_and_windows(fake: FakeTwilio) -> None:
+    fake.set_latency(0.3)
+    threads = [
+        threading.Thread(
+            target=client_for(fake).messages.create,
+            kwargs={"to": "+1", "from_": "+1777", "body": "x"},
+        )
+        for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(0.15)
+    assert fake.in_flight_now == {SID: 4}
+    for t in threads:
+        t.join()
+    assert fake.peak_in_flight == {SID: 4} and fake.in_flight_now == {}
+    assert fake.max_per_window("+1777") == 4 and fake.max_per_window("+1777", window=0.0001) <= 4
+    assert [entry[1:] for entry in fake.create_times] == [(SID, "+1777", "Messages")] * 4
+
+
+def test_status_callbacks(fake: FakeTwilio, client: Client, receiver: Receiver) -> None:
+    msg = client.messages.create(to="+1555", from_="+1556", body="x", status_callback=receiver.url)
+    assert fake.send_status_callbacks(msg.sid, ["sent", "undelivered"]) == [204, 204]
+    (path, params, headers), (_, failed, _) = receiver.received
+    assert path == "/status?x=1"
+    assert params == {
+        "MessageSid": msg.sid,
+        "MessageStatus": "sent",
+        "SmsSid": msg.sid,
+        "SmsStatus": "sent",
+        "AccountSid": SID,
+        "From": "+1556",
+        "To": "+1555",
+        "ApiVersion": "2010-04-01",
+    }
+    assert RequestValidator(TOKEN).validate(receiver.url, params, headers["X-Twilio-Signature"])
+    assert failed["ErrorCode"] == "30003" and fake.messages[0]["status"] == "undelivered"
+
+    fake.set_auto_callbacks(["ringing", "completed"])
+    call = client.calls.create(
+        to="+1555", from_="+1556", url="https://x", status_callback=receiver.url
+    )
+    deadline = time.monotonic() + 3
+    while len(receiver.received) < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    statuses = [(p["CallSid"], p["CallStatus"]) for _, p, _ in receiver.received[2:]]
+    assert statuses == [(call.sid, "ringing"), (call.sid, "completed")]
+
+
+def test_http_control_and_subprocess() -> None:
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_twilio", "--port", "0", "--account", f"{OTHER_SID}:tok"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("listening on http://127.0.0.1:")
+        url = line.removeprefix("listening on ")
+        assert requests.post(f"{url}/_fake/faults", json={"status": 429, "count": 1}, timeout=5).ok
+        assert requests.post(f"{url}/_fake/set_latency", json={"seconds": 0.01}, timeout=5).ok
+        assert requests.post(f"{url}/_fake/bogus", json={}, timeout=5).status_code == 404
+        create = f"{url}/2010-04-01/Accounts/{OTHER_SID}/Messages.json"
+        form = {"To": "+1", "From": "+2", "Body": "x"}
+        assert (
+            requests.post(create, data=form, auth=(OTHER_SID, "tok"), timeout=5).status_code == 429
+        )
+        assert (
+            requests.post(create, data=form, auth=(OTHER_SID, "tok"), timeout=5).status_code == 201
+        )
+        stats = requests.get(f"{url}/_fake/stats", timeout=5).json()
+        assert (stats["create_attempts"], stats["created_count"], stats["max_per_window"]) == (
+            2,
+            1,
+            {"+2": 1},
+        )
+        assert [m["body"] for m in requests.get(f"{url}/_fake/messages", timeout=5).json()] == ["x"]
+        assert requests.post(f"{url}/_fake/reset", timeout=5).ok
+        assert requests.get(f"{url}/_fake/stats", timeout=5).json()["created_count"] == 0
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0
