@@ -285,6 +285,8 @@ class Client:
         fields = self.store.raw(job_id)
         if not fields or (owner is not None and fields.get("owner", "") != owner):
             raise JobNotFound(job_id)
+        if fields.get("status") != "failed":
+            raise Conflict(f"Only a failed job can be retried; this one is {fields.get('status')}")
         token = account_token
         if (
             not token

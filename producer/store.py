@@ -74,7 +74,11 @@ local status = redis.call('HGET', key, 'status')
 if not status then return 'missing' end
 if status ~= 'failed' then return status end
 redis.call('HSET', key, 'status', 'queued', 'updatedAt', ARGV[1], 'attempts', 0)
-redis.call('HDEL', key, 'error', 'result', 'ledger', 'submittedAt')
+redis.call('HDEL', key, 'error', 'result')
+-- An unsure job keeps its ledger state: the worker reconciles before it sends again.
+if redis.call('HGET', key, 'ledger') ~= 'unknown' then
+  redis.call('HDEL', key, 'ledger', 'submittedAt')
+end
 if ARGV[2] ~= '' then redis.call('HSET', key, 'cred', ARGV[2]) end
 return 'ok'
 """

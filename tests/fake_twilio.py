@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -49,15 +49,8 @@ _DEFAULT_ERRORS: dict[int, tuple[int, str]] = {
 _CODE_MESSAGES = {21610: "Attempt to send to unsubscribed recipient"}
 _CALLBACK_ERROR_CODES = {"failed": "30008", "undelivered": "30003"}
 _CONTROL_OPS = frozenset(
-    {
-        "add_fault",
-        "fail_ratio",
-        "set_latency",
-        "reset",
-        "add_account",
-        "add_api_key",
-        "set_auto_callbacks",
-    }
+    ("add_fault", "fail_ratio", "set_latency", "reset")
+    + ("add_account", "add_api_key", "set_auto_callbacks")
 )
 
 
@@ -277,6 +270,7 @@ class FakeTwilio:
         errors: list[BaseException] = []
 
         def run() -> None:
+            loop: asyncio.AbstractEventLoop
             try:
                 import uvloop
 
@@ -462,8 +456,10 @@ class FakeTwilio:
     # API handlers
 
     @staticmethod
-    def _api(handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
-        async def wrapped(request: web.Request) -> web.StreamResponse:
+    def _api(
+        handler: Callable[[web.Request], Awaitable[web.Response]],
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        async def wrapped(request: web.Request) -> web.Response:
             try:
                 return await handler(request)
             except ApiError as error:
@@ -479,10 +475,9 @@ class FakeTwilio:
         if token is None:
             raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
         user, password = _basic_auth(request.headers.get("Authorization", ""))
-        if (user == account and password == token) or self._api_keys.get(user) == (
-            password,
-            account,
-        ):
+        if user == account and password == token:
+            return
+        if user.startswith("SK") and self._api_keys.get(user) == (password, account):
             return
         raise ApiError(401, 20003, "Authenticate")
 
@@ -501,13 +496,8 @@ class FakeTwilio:
     def _store(self, kind: str, account: str, form: Form) -> _Record:
         _validate(kind, form)
         now = datetime.now(UTC)
-        record = _Record(
-            kind,
-            account,
-            _build_resource(kind, account, form, now),
-            now,
-            _first(form, "StatusCallback"),
-        )
+        resource = _build_resource(kind, account, form, now)
+        record = _Record(kind, account, resource, now, _first(form, "StatusCallback"))
         sender = _first(form, "From") or _first(form, "MessagingServiceSid") or ""
         with self._lock:
             self._records[record.resource["sid"]] = record
@@ -669,7 +659,10 @@ class FakeTwilio:
     async def _auto_callbacks(self, record: _Record, statuses: list[str]) -> None:
         for status in statuses:
             await asyncio.sleep(AUTO_CALLBACK_STEP)
-            await self.asend_status_callbacks(record.resource["sid"], [status])
+            try:
+                await self.asend_status_callbacks(record.resource["sid"], [status])
+            except (KeyError, ValueError):
+                return
 
     # HTTP control (subprocess mode)
 

@@ -106,6 +106,7 @@ def _reconcile(job_id: str, claim: Claim, kind: JobKind, token: str, rt: Runtime
                     status=exc.status,
                     code=exc.code,
                 ),
+                unsure=True,
             )
         return _unknown(job_id, claim, rt, exc)
     if found is None:
@@ -145,19 +146,25 @@ def _succeed(job_id: str, claim: Claim, rt: Runtime, resource: dict[str, Any]) -
     return "succeeded" if settled else "lost-lease"
 
 
-def _fail(job_id: str, claim: Claim, rt: Runtime, exc: SendError) -> str:
+def _fail(job_id: str, claim: Claim, rt: Runtime, exc: SendError, *, unsure: bool = False) -> str:
+    """Fail the job. `unsure`: an earlier create may exist, so a manual retry must reconcile."""
     error = exc.as_record()
     error["retryable"] = False
+    fields: dict[str, Any] = {
+        "status": JobStatus.failed.value,
+        "error": error,
+        "result": error_envelope(exc.message),
+        "updatedAt": now_iso(rt.clock()),
+    }
+    if unsure:
+        fields["ledger"] = "unknown"
     settled = rt.ledger.settle(
         job_id,
         claim.lease,
-        {
-            "status": JobStatus.failed.value,
-            "error": error,
-            "result": error_envelope(exc.message),
-            "updatedAt": now_iso(rt.clock()),
-        },
-        delete=("cred", "ledger", "lease", "leaseUntil"),
+        fields,
+        delete=("cred", "lease", "leaseUntil")
+        if unsure
+        else ("cred", "ledger", "lease", "leaseUntil"),
     )
     if settled:
         rt.notify(job_id, "job.failed")

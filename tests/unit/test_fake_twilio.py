@@ -4,7 +4,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,7 +24,7 @@ SID, TOKEN = DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 OTHER_SID = "AC" + "1" * 32
 
 
-class FakeHttpClient(TwilioHttpClient):
+class FakeHttpClient(TwilioHttpClient):  # type: ignore[misc]
     def __init__(self, base_url: str, timeout: float | None = None) -> None:
         super().__init__(timeout=timeout)
         self.base_url = base_url
@@ -57,6 +57,15 @@ def client_for(
 @pytest.fixture
 def client(fake: FakeTwilio) -> Client:
     return client_for(fake)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 class Receiver:
@@ -234,16 +243,15 @@ def test_faults(fake: FakeTwilio, client: Client) -> None:
 
 
 def test_delay_fault_creates_then_times_out(fake: FakeTwilio) -> None:
-    fake.add_fault(500, create_anyway=True, delay=0.5)
+    fake.add_fault(500, create_anyway=True, delay=0.6)
     with pytest.raises(requests.exceptions.ReadTimeout):
         client_for(fake, timeout=0.2).messages.create(to="+1555", from_="+1556", body="x")
     assert fake.count_by(to="+1555") == 1 and fake.in_flight_now == {SID: 1}
-    time.sleep(0.5)
-    assert fake.in_flight_now == {}
+    assert wait_until(lambda: fake.in_flight_now == {})
 
 
 def test_in_flight_and_windows(fake: FakeTwilio) -> None:
-    fake.set_latency(0.3)
+    fake.set_latency(0.5)
     threads = [
         threading.Thread(
             target=client_for(fake).messages.create,
@@ -253,8 +261,7 @@ def test_in_flight_and_windows(fake: FakeTwilio) -> None:
     ]
     for t in threads:
         t.start()
-    time.sleep(0.15)
-    assert fake.in_flight_now == {SID: 4}
+    assert wait_until(lambda: fake.in_flight_now == {SID: 4})
     for t in threads:
         t.join()
     assert fake.peak_in_flight == {SID: 4} and fake.in_flight_now == {}
@@ -284,9 +291,7 @@ def test_status_callbacks(fake: FakeTwilio, client: Client, receiver: Receiver) 
     call = client.calls.create(
         to="+1555", from_="+1556", url="https://x", status_callback=receiver.url
     )
-    deadline = time.monotonic() + 3
-    while len(receiver.received) < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert wait_until(lambda: len(receiver.received) == 4)
     statuses = [(p["CallSid"], p["CallStatus"]) for _, p, _ in receiver.received[2:]]
     assert statuses == [(call.sid, "ringing"), (call.sid, "completed")]
 
