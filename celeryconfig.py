@@ -1,5 +1,7 @@
 """All Celery settings, read from the one settings object (producer.settings)."""
 
+from kombu import Exchange, Queue
+
 from producer.settings import get_settings
 
 _settings = get_settings()
@@ -29,6 +31,13 @@ task_routes = {
     "twilio_jobs.send": {"queue": _settings.queue},
     "twilio_jobs.webhook": {"queue": f"{_settings.queue}.webhooks"},
 }
+# A worker started without -Q consumes every queue listed here (webhooks included). Each has
+# its own exchange and key, as task_create_missing_queues would make them: queues sharing a
+# binding would each get a copy of every message.
+task_queues = tuple(
+    Queue(name, Exchange(name), routing_key=name)
+    for name in (_settings.queue, f"{_settings.queue}.webhooks")
+)
 task_create_missing_queues = True
 
 worker_pool = "threads"

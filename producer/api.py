@@ -32,6 +32,7 @@ from producer.schemas import (
 )
 from producer.settings import Settings, get_settings
 from producer.store import is_final
+from producer.webhook_routes import webhook_router
 
 log = logging.getLogger("twilio_jobs.api")
 
@@ -215,6 +216,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             if token is not None and not isinstance(token, str):
                 raise InvalidRequest("Invalid field 'accountToken': must be a string")
         return await run_in_threadpool(jobs().retry, job_id, owner=who, account_token=token)
+
+    app.include_router(webhook_router(the_client, owner))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

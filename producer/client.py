@@ -36,6 +36,7 @@ from producer.errors import (
     JobNotFound,
     ServiceUnavailable,
 )
+from producer.outbox import Outbox
 from producer.schemas import (
     REQUEST_MODELS,
     JobKind,
@@ -111,6 +112,7 @@ class Client:
         )
         self.store = JobStore(self.redis, self.settings.result_ttl)
         self.dispatcher = dispatcher or Dispatcher(self.settings)
+        self.webhooks = Outbox(self.redis, self.settings, self.dispatcher.send_webhooks)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -277,6 +279,7 @@ class Client:
             raise JobNotFound(job_id)
         if outcome != "cancelled":
             raise Conflict(f"Job cannot be cancelled: it is {outcome}")
+        self.webhooks.notify(job_id, "job.cancelled")
         return self.get(job_id, owner=owner) or {}
 
     def retry(

@@ -9,6 +9,7 @@ from celery import Celery
 from producer.settings import Settings
 
 SEND_TASK = "twilio_jobs.send"
+WEBHOOK_TASK = "twilio_jobs.webhook"
 
 
 def celery_app(settings: Settings) -> Celery:
@@ -23,11 +24,19 @@ class Dispatcher:
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.app = app or celery_app(settings)
         self.queue = settings.queue
+        self.webhook_queue = f"{settings.queue}.webhooks"
 
     def send(self, job_ids: Iterable[str]) -> None:
         with self.app.producer_or_acquire() as producer:
             for job_id in job_ids:
                 self.app.send_task(SEND_TASK, args=[job_id], queue=self.queue, producer=producer)
+
+    def send_webhooks(self, delivery_ids: Iterable[str]) -> None:
+        with self.app.producer_or_acquire() as producer:
+            for delivery_id in delivery_ids:
+                self.app.send_task(
+                    WEBHOOK_TASK, args=[delivery_id], queue=self.webhook_queue, producer=producer
+                )
 
     def close(self) -> None:
         self.app.close()

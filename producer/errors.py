@@ -3,6 +3,7 @@
     TwilioJobsError
      ├── InvalidRequest        400  invalid on its face; no job is created
      ├── Unauthorized          401  missing or unknown API key
+     ├── Forbidden             403  a Twilio status callback with a bad token or signature
      ├── JobNotFound           404  unknown job id (or another key's job)
      ├── Conflict              409  idempotency key reused, job in the wrong state
      ├── PayloadTooLarge       413
@@ -29,6 +30,10 @@ class InvalidRequest(TwilioJobsError):
 
 class Unauthorized(TwilioJobsError):
     http_status = 401
+
+
+class Forbidden(TwilioJobsError):
+    http_status = 403
 
 
 class JobNotFound(TwilioJobsError):

@@ -20,4 +20,19 @@ SCHEDULE = f"{PREFIX}schedule"
 
 SCHEDULER_LOCK = f"{PREFIX}scheduler:lock"
 
+
+def webhook(delivery_id: str) -> str:
+    """Hash: one result-webhook delivery (event, url, body snapshot, attempts, state)."""
+    return f"{PREFIX}webhook:{delivery_id}"
+
+
+WEBHOOK_SCHEDULE = f"{PREFIX}webhooks:schedule"
+"""Sorted set of webhook delivery ids by the unix time they are due: new ones (a safety net for
+a lost task), ones being sent (until their lease runs out) and ones backing off."""
+
+WEBHOOK_SCHEDULER_LOCK = f"{PREFIX}webhooks:scheduler:lock"
+
+WEBHOOKS_FAILED = f"{PREFIX}webhooks:failed"
+"""Sorted set of exhausted webhook delivery ids by the unix time they gave up."""
+
 IDEMPOTENCY_TTL = 24 * 3600

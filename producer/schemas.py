@@ -198,6 +198,17 @@ class JobError(BaseModel):
     retryable: bool = False
 
 
+class WebhookState(BaseModel):
+    """The job's latest result-webhook delivery."""
+
+    id: str
+    event: str
+    status: str  # pending | sending | retrying | delivered | failed
+    attempts: int = 0
+    lastError: str | None = None
+    lastAttemptAt: str | None = None
+
+
 class JobRecord(BaseModel):
     jobId: str
     kind: JobKind
@@ -208,8 +219,10 @@ class JobRecord(BaseModel):
     campaignId: str | None = None
     twilioSid: str | None = None
     deliveryStatus: str | None = None
+    errorCode: int | None = None
     error: JobError | None = None
     result: dict[str, Any] | None = None
+    webhook: WebhookState | None = None
 
 
 class Accepted(BaseModel):

@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     # -- result webhooks and Twilio status callbacks
     default_callback_url: str | None = None
     webhook_allow_private: bool = False
+    # 17 attempts with these delays span about 24 hours (16 to 32 with jitter).
+    webhook_max_attempts: int = Field(default=17, ge=1, le=100)
+    webhook_backoff_base: float = 30.0
+    webhook_backoff_max: float = 4 * 3600.0
+    webhook_timeout: float = 10.0
+    webhook_pool_size: int = 32
 
     # -- campaigns and global pacing
     account_max_in_flight: int = 25

@@ -5,6 +5,8 @@ A job hash (`keys.job(id)`) holds the public record fields (`status`, `attempts`
 ones the API never shows: `kind`, `params` (the Twilio form parameters, JSON), `accountSid`,
 `cred` (the auth token, Fernet-encrypted, deleted when the job ends), `owner` (a digest of the
 API key that created it), `callbackUrl`, and the send ledger (`ledger`, `submittedAt`).
+Webhooks and status callbacks add the public `webhook` (JSON: the latest delivery's state) and
+`errorCode`, and the private `whLatest` (that delivery's id) and `deliveryRank`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def render(job_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "campaignId": fields.get("campaignId") or None,
         "twilioSid": fields.get("twilioSid") or None,
         "deliveryStatus": fields.get("deliveryStatus") or None,
+        "errorCode": int(fields["errorCode"]) if fields.get("errorCode") else None,
         "error": None,
         "result": None,
     }

@@ -1,11 +1,13 @@
-"""Send outcomes other than success, classified once, in the gateway.
+"""Send outcomes other than success (classified once, in the gateway), and webhook failures.
 
 TwilioJobsError                (producer.errors)
- └── SendError                 a create that did not succeed; `message` is the envelope text
-      ├── PermanentError       4xx other than 429: never retried
-      ├── RetryableError       connection refused, 429/20429, 503: nothing was created
-      └── AmbiguousError       read timeout, reset after sending, 500/502/504: the message
-                               or call may exist, so reconcile before sending again
+ ├── SendError                 a create that did not succeed; `message` is the envelope text
+ │    ├── PermanentError       4xx other than 429: never retried
+ │    ├── RetryableError       connection refused, 429/20429, 503: nothing was created
+ │    └── AmbiguousError       read timeout, reset after sending, 500/502/504: the message
+ │                             or call may exist, so reconcile before sending again
+ └── WebhookError              a result webhook that could not be delivered this time
+      └── WebhookRefused       its URL is not allowed (scheme, private address): not retried
 """
 
 from __future__ import annotations
@@ -50,3 +52,11 @@ class RetryableError(SendError):
 
 class AmbiguousError(SendError):
     retryable = True
+
+
+class WebhookError(TwilioJobsError):
+    pass
+
+
+class WebhookRefused(WebhookError):
+    pass

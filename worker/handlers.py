@@ -14,6 +14,7 @@ from producer.crypto import Cipher
 from producer.errors import CREDENTIALS_REQUIRED
 from producer.schemas import JobKind, JobStatus, error_envelope, success_envelope
 from producer.settings import Settings
+from producer.status_callbacks import with_status_callback
 from producer.store import now_iso
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
 from worker.ledger import Claim, Ledger
@@ -61,7 +62,7 @@ def run_job(job_id: str, rt: Runtime) -> str:
         return _fail(job_id, claim, rt, PermanentError(str(exc)))
     if not token:
         return _fail(job_id, claim, rt, PermanentError(CREDENTIALS_REQUIRED))
-    params = claim.params or {}
+    params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher)
     if claim.mode == "reconcile":
         outcome = _reconcile(job_id, claim, kind, token, rt)
         if outcome is not None:

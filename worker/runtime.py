@@ -1,22 +1,31 @@
-"""The per-process collaborators of the tasks: one Redis pool, one Twilio HTTP session."""
+"""The per-process collaborators of the tasks: one Redis pool, one Twilio HTTP session, one
+webhook HTTP client."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 
 from redis import Redis
 
+from producer import keys
 from producer.crypto import Cipher
+from producer.outbox import Outbox
 from producer.settings import get_settings
 from worker.handlers import Runtime
 from worker.ledger import Ledger
 from worker.scheduler import Scheduler
 from worker.twilio_gateway import TwilioGateway
+from worker.webhooks import WebhookRuntime, http_client
+
+log = logging.getLogger("twilio_jobs.webhooks")
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 _scheduler: Scheduler | None = None
+_webhooks: WebhookRuntime | None = None
+_webhook_scheduler: Scheduler | None = None
 
 
 def redis_client() -> Redis:
@@ -55,9 +64,27 @@ def runtime() -> Runtime:
     return _runtime
 
 
+def webhook_runtime() -> WebhookRuntime:
+    global _webhooks
+    if _webhooks is None:
+        with _lock:
+            if _webhooks is None:
+                from worker.tasks import publish_webhooks
+
+                settings = get_settings()
+                if settings.webhook_secret is None:
+                    log.warning("TWILIO_JOBS_WEBHOOK_SECRET is not set: webhooks are unsigned")
+                _webhooks = WebhookRuntime(
+                    settings=settings,
+                    outbox=Outbox(redis_client(), settings, publish_webhooks),
+                    http=http_client(settings),
+                )
+    return _webhooks
+
+
 def start_scheduler() -> None:
-    global _scheduler
-    from worker.tasks import publish
+    global _scheduler, _webhook_scheduler
+    from worker.tasks import publish, publish_webhooks
 
     def release(job_ids: Sequence[str]) -> None:
         publish(job_ids)
@@ -65,8 +92,17 @@ def start_scheduler() -> None:
     settings = get_settings()
     _scheduler = Scheduler(redis_client(), release, interval=settings.scheduler_interval)
     _scheduler.start()
+    _webhook_scheduler = Scheduler(
+        redis_client(),
+        publish_webhooks,
+        interval=settings.scheduler_interval,
+        key=keys.WEBHOOK_SCHEDULE,
+        lock=keys.WEBHOOK_SCHEDULER_LOCK,
+    )
+    _webhook_scheduler.start()
 
 
 def stop_scheduler() -> None:
-    if _scheduler is not None:
-        _scheduler.stop()
+    for scheduler in (_scheduler, _webhook_scheduler):
+        if scheduler is not None:
+            scheduler.stop()

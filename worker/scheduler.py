@@ -2,7 +2,8 @@
 
 Every worker process runs the loop; a Redis lock keeps one of them active at a time. A job id
 is published first and removed from the set after, so a crash in between re-publishes it
-(harmless: the ledger lets one delivery through) rather than losing it.
+(harmless: the ledger lets one delivery through) rather than losing it. A second instance
+releases result webhook deliveries from their own set (`key`, `lock`).
 """
 
 from __future__ import annotations
@@ -57,8 +58,12 @@ class Scheduler:
         publish: Callable[[Sequence[str]], None],
         interval: float = 0.2,
         batch: int = 1000,
+        key: str = keys.SCHEDULE,
+        lock: str = keys.SCHEDULER_LOCK,
     ) -> None:
         self.redis = redis_client
+        self.key = key
+        self.lock = lock
         self.publish = publish
         self.interval = interval
         self.batch = batch
@@ -72,14 +77,14 @@ class Scheduler:
         """Publish what is due; returns how many jobs were released."""
         now = time.time() if now is None else now
         lease_ms = int(max(2.0, self.interval * 10) * 1000)
-        if not self._lock(keys=[keys.SCHEDULER_LOCK], args=[self.token, lease_ms]):
+        if not self._lock(keys=[self.lock], args=[self.token, lease_ms]):
             return 0
-        due = self.redis.zrangebyscore(keys.SCHEDULE, "-inf", now, start=0, num=self.batch)
+        due = self.redis.zrangebyscore(self.key, "-inf", now, start=0, num=self.batch)
         if not due:
             return 0
         ids = [str(x) for x in due]
         self.publish(ids)
-        return int(self._released(keys=[keys.SCHEDULE, keys.job("")], args=[repr(now), *ids]))
+        return int(self._released(keys=[self.key, keys.job("")], args=[repr(now), *ids]))
 
     def run(self) -> None:
         while not self._stop.is_set():

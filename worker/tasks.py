@@ -1,4 +1,4 @@
-"""Thin Celery tasks: each takes a job id and calls a plain handler."""
+"""Thin Celery tasks: each takes a job (or webhook delivery) id and calls a plain handler."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from collections.abc import Sequence
 import redis
 from celery.exceptions import Reject
 
-from producer.dispatch import SEND_TASK
+from producer.dispatch import SEND_TASK, WEBHOOK_TASK
 from worker.app import app
 from worker.handlers import run_job
-from worker.runtime import runtime
+from worker.runtime import runtime, webhook_runtime
+from worker.webhooks import deliver
 
 log = logging.getLogger("twilio_jobs.worker")
 
@@ -38,6 +39,23 @@ def publish(job_ids: Sequence[str]) -> None:
             send.apply_async(args=[job_id], producer=producer)
 
 
+@app.task(name=WEBHOOK_TASK, ignore_result=True)
+def webhook(delivery_id: str) -> str:
+    """One attempt at one result webhook. Retries wait in the webhook schedule set."""
+    try:
+        return deliver(delivery_id, webhook_runtime())
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # The schedule set still holds the delivery; the scheduler releases it again.
+        log.warning("webhook %s: job store unavailable (%s)", delivery_id, type(exc).__name__)
+        return "store-unavailable"
+
+
+def publish_webhooks(delivery_ids: Sequence[str]) -> None:
+    with app.producer_or_acquire() as producer:
+        for delivery_id in delivery_ids:
+            webhook.apply_async(args=[delivery_id], producer=producer)
+
+
 def notify(job_id: str, event: str) -> None:
-    """Hook for result webhooks (a job reached a final state)."""
-    log.debug("job %s: %s", job_id, event)
+    """A job reached a final state: queue its result webhook (never fails the job)."""
+    webhook_runtime().outbox.notify(job_id, event)

@@ -1,0 +1,322 @@
+"""Result webhook deliveries in Redis: written by the worker (job outcomes) and the API (status
+callbacks, cancellations, replays), delivered by the worker's `twilio_jobs.webhook` task.
+
+One hash per event, `keys.webhook(id)` with id `<job id>-<random>`: `jobId`, `owner`, `event`,
+`url`, `body` (the job record as it was at the event: the exact bytes signed and sent),
+`status` (pending -> sending -> retrying -> delivered | failed), `attempts`, `lastError`,
+`lastAttemptAt`, `nextAt`, and while it is being sent `lease` and `leaseUntil`.
+
+Every delivery that still needs work is in `keys.WEBHOOK_SCHEDULE`, scored by when it next needs
+attention: a new one a little after it was enqueued (its task is published at once; the entry
+only matters if that publish was lost), one being sent when its lease runs out (its worker
+died), one backing off when it is due. A crash anywhere loses nothing; at worst a receiver gets
+a delivery twice (the `X-Twilio-Jobs-Delivery` header names it). The job hash shows the state of
+its latest delivery in its `webhook` field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from redis import Redis
+
+from producer import keys
+from producer.schemas import JobRecord
+from producer.settings import Settings
+from producer.store import now_iso, render
+
+log = logging.getLogger("twilio_jobs.webhooks")
+
+Publish = Callable[[Sequence[str]], None]
+
+NEW_GRACE = 60.0
+"""Seconds before the scheduler publishes a new delivery again, in case its task was lost."""
+
+ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], 'whLatest', ARGV[1], 'webhook', ARGV[4])
+return 1
+"""
+
+# KEYS: delivery, schedule. ARGV: now, lease until, lease, id.
+CLAIM = """
+local f = redis.call('HMGET', KEYS[1], 'status', 'leaseUntil', 'nextAt')
+local status = f[1]
+if not status then return {'missing'} end
+if status == 'delivered' or status == 'failed' then return {'done'} end
+local now = tonumber(ARGV[1])
+if status == 'sending' and now < tonumber(f[2]) then return {'busy'} end
+if status == 'retrying' and f[3] and tonumber(f[3]) > now + 1 then return {'early'} end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'sending', 'lease', ARGV[3], 'leaseUntil', ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
+local d = redis.call('HMGET', KEYS[1], 'jobId', 'event', 'url', 'body')
+return {'ok', tostring(attempts), d[1] or '', d[2] or '', d[3] or '', d[4] or ''}
+"""
+
+# KEYS: delivery, schedule, failed, job. ARGV: lease, status, last error, attempted at (ISO),
+# due ('' for none), id, now, job's webhook state.
+FINISH = """
+if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'lastError', ARGV[3], 'lastAttemptAt', ARGV[4])
+redis.call('HDEL', KEYS[1], 'lease', 'leaseUntil', 'nextAt')
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'nextAt', ARGV[5])
+  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+else
+  redis.call('ZREM', KEYS[2], ARGV[6])
+end
+if ARGV[2] == 'failed' then redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6]) end
+if redis.call('HGET', KEYS[4], 'whLatest') == ARGV[6] then
+  redis.call('HSET', KEYS[4], 'webhook', ARGV[8])
+end
+return 1
+"""
+
+# KEYS: delivery, schedule, failed, job. ARGV: id, due, job's webhook state.
+REPLAY = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'failed' then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'lastError', '')
+redis.call('HDEL', KEYS[1], 'nextAt', 'lastAttemptAt')
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if redis.call('HGET', KEYS[4], 'whLatest') == ARGV[1] then
+  redis.call('HSET', KEYS[4], 'webhook', ARGV[3])
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: str
+    lease: str
+    attempts: int
+    job_id: str
+    event: str
+    url: str
+    body: bytes
+
+
+def payload(job_id: str, fields: Mapping[str, str]) -> bytes:
+    """The job record as `GET /api/jobs/{id}` shows it, less its own webhook state."""
+    record = JobRecord.model_validate(render(job_id, fields))
+    shown = record.model_dump(mode="json", exclude={"webhook"})
+    return json.dumps(shown, separators=(",", ":")).encode()
+
+
+def state(
+    delivery_id: str,
+    event: str,
+    status: str,
+    attempts: int = 0,
+    error: str | None = None,
+    at: str | None = None,
+) -> str:
+    return json.dumps(
+        {
+            "id": delivery_id,
+            "event": event,
+            "status": status,
+            "attempts": attempts,
+            "lastError": error,
+            "lastAttemptAt": at,
+        },
+        separators=(",", ":"),
+    )
+
+
+def job_of(delivery_id: str) -> str:
+    return delivery_id.rsplit("-", 1)[0]
+
+
+class Outbox:
+    def __init__(self, redis: Redis, settings: Settings, publish: Publish) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.publish = publish
+        self._enqueue = redis.register_script(ENQUEUE)
+        self._claim = redis.register_script(CLAIM)
+        self._finish = redis.register_script(FINISH)
+        self._replay = redis.register_script(REPLAY)
+
+    # -- producing events ----------------------------------------------------------------------
+
+    def enqueue(self, job_id: str, event: str, now: float | None = None) -> str | None:
+        """Record a delivery of the job's current record and publish its task. None when the
+        job has no callback URL (and there is no server default) or no longer exists."""
+        fields: dict[str, str] = self.redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
+        url = fields.get("callbackUrl") or self.settings.default_callback_url
+        if not fields or not url:
+            return None
+        delivery_id = f"{job_id}-{secrets.token_hex(4)}"
+        stamp = now_iso(now)
+        due = (now if now is not None else time.time()) + NEW_GRACE
+        delivery = {
+            "jobId": job_id,
+            "owner": fields.get("owner", ""),
+            "event": event,
+            "url": url,
+            "body": payload(job_id, fields).decode(),
+            "status": "pending",
+            "attempts": "0",
+            "createdAt": stamp,
+        }
+        flat = [item for pair in delivery.items() for item in pair]
+        created = self._enqueue(
+            keys=[keys.job(job_id), keys.webhook(delivery_id), keys.WEBHOOK_SCHEDULE],
+            args=[
+                delivery_id,
+                repr(due),
+                self.settings.result_ttl,
+                state(delivery_id, event, "pending"),
+                *flat,
+            ],
+        )
+        if not created:
+            return None
+        self.publish([delivery_id])
+        return delivery_id
+
+    def notify(self, job_id: str, event: str) -> str | None:
+        """`enqueue` for callers whose own work is done: a webhook problem is logged, never
+        raised, so it cannot change a job's outcome."""
+        try:
+            return self.enqueue(job_id, event)
+        except Exception:
+            log.exception("job %s: could not queue the %s webhook", job_id, event)
+            return None
+
+    def replay(self, job_id: str, now: float | None = None) -> list[str]:
+        """Queue the job's exhausted deliveries again from their first attempt."""
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", job_id) + "-*"
+        found = [
+            str(member)
+            for member, _ in self.redis.zscan_iter(keys.WEBHOOKS_FAILED, match=pattern)
+            if job_of(str(member)) == job_id
+        ]
+        due = (now if now is not None else time.time()) + NEW_GRACE
+        replayed = []
+        for delivery_id in found:
+            event = str(self.redis.hget(keys.webhook(delivery_id), "event") or "")
+            if self._replay(
+                keys=[
+                    keys.webhook(delivery_id),
+                    keys.WEBHOOK_SCHEDULE,
+                    keys.WEBHOOKS_FAILED,
+                    keys.job(job_id),
+                ],
+                args=[delivery_id, repr(due), state(delivery_id, event, "pending")],
+            ):
+                replayed.append(delivery_id)
+        if replayed:
+            self.publish(replayed)
+        return replayed
+
+    # -- delivering (the worker) ---------------------------------------------------------------
+
+    def claim(self, delivery_id: str, now: float, lease_seconds: float) -> Claimed | str:
+        """The delivery, leased to the caller for one attempt; or why not (`missing`, `done`,
+        `busy`, `early`)."""
+        lease = secrets.token_hex(8)
+        reply = [
+            x.decode() if isinstance(x, bytes) else str(x)
+            for x in self._claim(
+                keys=[keys.webhook(delivery_id), keys.WEBHOOK_SCHEDULE],
+                args=[repr(now), repr(now + lease_seconds), lease, delivery_id],
+            )
+        ]
+        if reply[0] != "ok":
+            return reply[0]
+        return Claimed(
+            delivery_id, lease, int(reply[1]), reply[2], reply[3], reply[4], reply[5].encode()
+        )
+
+    def finish(
+        self,
+        claimed: Claimed,
+        status: str,
+        now: float,
+        *,
+        error: str | None = None,
+        due: float | None = None,
+    ) -> bool:
+        """Record an attempt's outcome, if the lease still holds."""
+        stamp = now_iso(now)
+        return bool(
+            self._finish(
+                keys=[
+                    keys.webhook(claimed.id),
+                    keys.WEBHOOK_SCHEDULE,
+                    keys.WEBHOOKS_FAILED,
+                    keys.job(claimed.job_id),
+                ],
+                args=[
+                    claimed.lease,
+                    status,
+                    error or "",
+                    stamp,
+                    repr(due) if due is not None else "",
+                    claimed.id,
+                    repr(now),
+                    state(claimed.id, claimed.event, status, claimed.attempts, error, stamp),
+                ],
+            )
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def failed(self, owner: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Exhausted deliveries of this owner's jobs, newest first."""
+        found: list[dict[str, Any]] = []
+        start, page = 0, max(limit, 100)
+        while len(found) < limit:
+            batch = cast(
+                list[tuple[str, float]],
+                self.redis.zrevrange(
+                    keys.WEBHOOKS_FAILED, start, start + page - 1, withscores=True
+                ),
+            )
+            if not batch:
+                break
+            start += len(batch)
+            pipe = self.redis.pipeline(transaction=False)
+            for member, _ in batch:
+                pipe.hgetall(keys.webhook(str(member)))
+            gone = []
+            for (member, score), fields in zip(batch, pipe.execute(), strict=True):
+                if not fields:
+                    gone.append(member)
+                elif fields.get("owner", "") == owner and len(found) < limit:
+                    found.append(_failed_entry(str(member), fields, float(score)))
+            if gone:
+                self.redis.zrem(keys.WEBHOOKS_FAILED, *gone)
+                start -= len(gone)
+        return found
+
+
+def _failed_entry(delivery_id: str, fields: Mapping[str, str], failed_at: float) -> dict[str, Any]:
+    return {
+        "id": delivery_id,
+        "jobId": fields.get("jobId"),
+        "event": fields.get("event"),
+        "url": fields.get("url"),
+        "attempts": int(fields.get("attempts", 0)),
+        "lastError": fields.get("lastError") or None,
+        "lastAttemptAt": fields.get("lastAttemptAt") or None,
+        "failedAt": now_iso(failed_at),
+    }

@@ -1,0 +1,186 @@
+"""Twilio status callbacks: the URL the worker gives Twilio, and what the API does when Twilio
+calls it.
+
+The URL carries a token (an HMAC of the job id under TWILIO_JOBS_SECRET_KEY), so only the URL
+we handed Twilio is accepted. When the job's account is the server's default account, the
+request must also carry a valid `X-Twilio-Signature` (Twilio's documented scheme: base64
+HMAC-SHA1, keyed with the auth token, of the URL followed by each POST parameter's name and
+value in name order). Other accounts' tokens are not kept once a job ends, so for them the
+token is the proof.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from redis import Redis
+
+from producer import keys
+from producer.crypto import Cipher
+from producer.errors import Forbidden, InvalidRequest, JobNotFound
+from producer.outbox import Outbox
+from producer.schemas import JobKind
+from producer.settings import Settings
+from producer.store import now_iso
+
+log = logging.getLogger("twilio_jobs.status")
+
+ROUTE = "/api/twilio/status/{job_id}"
+
+# Later states outrank earlier ones; a callback never moves a job's deliveryStatus backwards.
+MESSAGE_RANKS = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 0,
+    "sending": 1,
+    "sent": 2,
+    "delivered": 3,
+    "undelivered": 3,
+    "failed": 3,
+    "canceled": 3,
+    "partially_delivered": 3,
+    "read": 4,  # WhatsApp and RCS report it after delivered
+}
+CALL_RANKS = {
+    "queued": 0,
+    "initiated": 1,
+    "ringing": 2,
+    "in-progress": 3,
+    "completed": 4,
+    "busy": 4,
+    "failed": 4,
+    "no-answer": 4,
+    "canceled": 4,
+}
+ERROR_STATES = frozenset({"failed", "undelivered"})
+
+# KEYS: job. ARGV: status, rank, error code ('' for none), updatedAt, sid ('' for none).
+UPDATE = """
+local f = redis.call('HMGET', KEYS[1], 'status', 'deliveryRank', 'twilioSid')
+if not f[1] then return 'missing' end
+if ARGV[5] ~= '' and f[3] and f[3] ~= '' and f[3] ~= ARGV[5] then return 'other' end
+if f[2] and tonumber(f[2]) >= tonumber(ARGV[2]) then return 'stale' end
+redis.call('HSET', KEYS[1], 'deliveryStatus', ARGV[1], 'deliveryRank', ARGV[2],
+           'updatedAt', ARGV[4])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'errorCode', ARGV[3]) end
+return 'ok'
+"""
+
+
+def callback_token(cipher: Cipher, job_id: str) -> str:
+    return cipher.sign(f"status-callback:{job_id}")
+
+
+def status_callback_url(settings: Settings, cipher: Cipher, job_id: str) -> str | None:
+    if not settings.public_url:
+        return None
+    path = ROUTE.format(job_id=job_id)
+    return f"{settings.public_url.rstrip('/')}{path}?token={callback_token(cipher, job_id)}"
+
+
+def with_status_callback(
+    params: Mapping[str, Any], job_id: str, settings: Settings, cipher: Cipher
+) -> Mapping[str, Any]:
+    """The create parameters plus our StatusCallback, unless the caller set their own."""
+    if "StatusCallback" in params:
+        return params
+    url = status_callback_url(settings, cipher, job_id)
+    return {**params, "StatusCallback": url} if url else params
+
+
+def twilio_signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:
+    values: dict[str, set[str]] = {}
+    for name, value in params:
+        values.setdefault(name, set()).add(value)
+    text = url + "".join(name + v for name in sorted(values) for v in sorted(values[name]))
+    mac = hmac.new(auth_token.encode(), text.encode(), hashlib.sha1).digest()
+    return base64.b64encode(mac).decode()
+
+
+def valid_twilio_signature(
+    url: str, params: Iterable[tuple[str, str]], auth_token: str, signature: str | None
+) -> bool:
+    """As twilio-python's RequestValidator: the URL is tried with and without its port, since
+    Twilio is not consistent about which one it signs."""
+    if not signature:
+        return False
+    pairs = list(params)
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    variants = {
+        urlunsplit(parts._replace(netloc=host)),
+        urlunsplit(parts._replace(netloc=f"{host}:{port}")),
+    }
+    return any(
+        hmac.compare_digest(twilio_signature(v, pairs, auth_token), signature) for v in variants
+    )
+
+
+class StatusCallbacks:
+    def __init__(self, redis: Redis, settings: Settings, cipher: Cipher, outbox: Outbox) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.cipher = cipher
+        self.outbox = outbox
+        self._update = redis.register_script(UPDATE)
+
+    def public_url(self, job_id: str, query: str, fallback: str) -> str:
+        """The URL Twilio was given (and signed), whatever proxies did to the request."""
+        if not self.settings.public_url:
+            return fallback
+        path = ROUTE.format(job_id=job_id)
+        return f"{self.settings.public_url.rstrip('/')}{path}" + (f"?{query}" if query else "")
+
+    def accept(
+        self,
+        job_id: str,
+        token: str | None,
+        form: list[tuple[str, str]],
+        signature: str | None,
+        url: str,
+    ) -> str:
+        """Apply one callback. Returns `updated`, `stale` or `ignored`; raises Forbidden for a
+        callback that is not from Twilio for this job, having changed nothing."""
+        if not token or not self.cipher.verify(f"status-callback:{job_id}", token):
+            raise Forbidden("Invalid status callback token")
+        kind, account_sid = self.redis.hmget(keys.job(job_id), ["kind", "accountSid"])
+        if not kind:
+            raise JobNotFound(job_id)
+        params = dict(form)
+        if params.get("AccountSid", account_sid) != account_sid:
+            raise Forbidden("Status callback is for another account")
+        default_token = self.settings.twilio_auth_token
+        if default_token is not None and account_sid == self.settings.twilio_account_sid:
+            secret = default_token.get_secret_value()
+            if not valid_twilio_signature(url, form, secret, signature):
+                raise Forbidden("Invalid X-Twilio-Signature")
+        is_call = kind == JobKind.makeCall.value
+        status = params.get("CallStatus") if is_call else params.get("MessageStatus")
+        status = status or params.get("SmsStatus")
+        if not status:
+            raise InvalidRequest("A status callback needs MessageStatus or CallStatus")
+        rank = (CALL_RANKS if is_call else MESSAGE_RANKS).get(status)
+        if rank is None:
+            log.info("job %s: ignored unknown status %r", job_id, status)
+            return "ignored"
+        code = params.get("ErrorCode", "")
+        code = code if status in ERROR_STATES and code.isdigit() else ""
+        sid = params.get("CallSid" if is_call else "MessageSid", "")
+        outcome = str(
+            self._update(keys=[keys.job(job_id)], args=[status, rank, code, now_iso(), sid])
+        )
+        if outcome == "missing":
+            raise JobNotFound(job_id)
+        if outcome == "other":
+            raise Forbidden("Status callback is for another message or call")
+        if outcome == "stale":
+            return "stale"
+        self.outbox.notify(job_id, f"delivery.{status}")
+        return "updated"

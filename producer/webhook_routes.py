@@ -1,0 +1,64 @@
+"""HTTP routes for webhooks: Twilio's status callbacks in, and our result webhooks' failures out."""
+
+# No `from __future__ import annotations`: FastAPI must see the local `Owner` alias at runtime.
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from producer.client import Client
+from producer.errors import Conflict, JobNotFound
+from producer.schemas import JobRecord, error_envelope
+from producer.status_callbacks import ROUTE, StatusCallbacks
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": "Error envelope",
+        "content": {"application/json": {"example": error_envelope("...")}},
+    }
+    for code in (400, 401, 403, 404, 409, 503)
+}
+
+
+def webhook_router(client: Client, owner: Callable[..., str]) -> APIRouter:
+    router = APIRouter()
+    Owner = Annotated[str, Depends(owner)]
+    callbacks = StatusCallbacks(client.redis, client.settings, client.cipher, client.webhooks)
+
+    @router.post(ROUTE, status_code=204, responses=RESPONSES, tags=["webhooks"])
+    async def twilio_status(job_id: str, request: Request, token: str | None = None) -> Response:
+        """Twilio's status callback for a job (form-encoded, signed by Twilio). Updates the
+        job's `deliveryStatus`, never backwards, and sends the delivery-status webhook."""
+        raw = await request.body()
+        form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        url = callbacks.public_url(job_id, query, str(request.url))
+        signature = request.headers.get("X-Twilio-Signature")
+        await run_in_threadpool(callbacks.accept, job_id, token, form, signature, url)
+        return Response(status_code=204)
+
+    @router.get("/api/webhooks/failed", responses=RESPONSES, tags=["webhooks"])
+    def failed_webhooks(
+        who: Owner, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Result webhook deliveries that ran out of attempts, newest first."""
+        return {"deliveries": client.webhooks.failed(who, limit)}
+
+    @router.post(
+        "/api/jobs/{job_id}/webhook",
+        status_code=202,
+        response_model=JobRecord,
+        responses=RESPONSES,
+        tags=["webhooks"],
+    )
+    def replay_webhook(job_id: str, who: Owner) -> dict[str, Any]:
+        """Send a job's exhausted webhook deliveries again, from their first attempt."""
+        if client.get(job_id, owner=who) is None:
+            raise JobNotFound(job_id)
+        if not client.webhooks.replay(job_id):
+            raise Conflict("This job has no exhausted webhook delivery to replay")
+        return client.get(job_id, owner=who) or {}
+
+    return router

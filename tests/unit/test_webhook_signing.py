@@ -1,0 +1,156 @@
+"""Signatures both ways: ours on result webhooks, Twilio's on status callbacks; and the retry
+policy's reach."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from producer import verify_webhook
+from producer.crypto import Cipher
+from producer.settings import Settings
+from producer.status_callbacks import (
+    callback_token,
+    twilio_signature,
+    valid_twilio_signature,
+    with_status_callback,
+)
+from producer.webhooks import sign_webhook
+from worker.handlers import backoff
+
+SECRET = "whsec-test-0123456789"
+BODY = json.dumps({"jobId": "abc", "status": "succeeded"}).encode()
+NOW = 1_800_000_000
+
+
+def test_signature_round_trip() -> None:
+    header = sign_webhook(BODY, SECRET, NOW)
+    assert header.startswith(f"t={NOW},v1=")
+    assert verify_webhook(BODY, header, SECRET, now=NOW + 10)
+    assert verify_webhook(BODY.decode(), header, SECRET, now=NOW)
+
+
+def test_tampered_body_or_other_secret_is_rejected() -> None:
+    header = sign_webhook(BODY, SECRET, NOW)
+    assert not verify_webhook(BODY.replace(b"succeeded", b"failed"), header, SECRET, now=NOW)
+    assert not verify_webhook(BODY + b" ", header, SECRET, now=NOW)
+    assert not verify_webhook(BODY, header, "another-secret", now=NOW)
+
+
+def test_old_or_future_timestamp_is_rejected() -> None:
+    header = sign_webhook(BODY, SECRET, NOW)
+    assert verify_webhook(BODY, header, SECRET, now=NOW + 300)
+    assert not verify_webhook(BODY, header, SECRET, now=NOW + 301)
+    assert not verify_webhook(BODY, header, SECRET, now=NOW - 301)
+    assert verify_webhook(BODY, header, SECRET, tolerance=3600, now=NOW + 301)
+
+
+def test_a_moved_timestamp_breaks_the_signature() -> None:
+    mac = sign_webhook(BODY, SECRET, NOW).split("v1=")[1]
+    assert not verify_webhook(BODY, f"t={NOW + 5},v1={mac}", SECRET, now=NOW)
+
+
+@pytest.mark.parametrize("header", [None, "", "v1=abc", f"t={NOW}", "garbage", "t=x,v1=ab"])
+def test_malformed_header_is_rejected(header: str | None) -> None:
+    assert not verify_webhook(BODY, header, SECRET, now=NOW)
+
+
+def test_any_of_several_signatures_may_match() -> None:
+    good = sign_webhook(BODY, SECRET, NOW).split("v1=")[1]
+    assert verify_webhook(BODY, f"t={NOW},v1={'0' * 64},v1={good}", SECRET, now=NOW)
+
+
+# -- Twilio's X-Twilio-Signature, checked against twilio-python's own validator
+
+
+URL = "https://jobs.example.com/api/twilio/status/abc?token=t0k"
+PARAMS = {
+    "MessageSid": "SM123",
+    "MessageStatus": "delivered",
+    "AccountSid": "AC123",
+    "To": "+14155550100",
+    "From": "+15005550006",
+    "Body": "héllo & goodbye",
+}
+
+
+def test_twilio_signature_matches_twilio_python() -> None:
+    validator = RequestValidator("auth-token")
+    expected = validator.compute_signature(URL, PARAMS)
+    assert twilio_signature(URL, PARAMS.items(), "auth-token") == expected
+    assert valid_twilio_signature(URL, list(PARAMS.items()), "auth-token", expected)
+
+
+def test_twilio_signature_rejects_changes() -> None:
+    signature = RequestValidator("auth-token").compute_signature(URL, PARAMS)
+    changed = {**PARAMS, "MessageStatus": "failed"}
+    assert not valid_twilio_signature(URL, list(changed.items()), "auth-token", signature)
+    assert not valid_twilio_signature(URL, list(PARAMS.items()), "other-token", signature)
+    assert not valid_twilio_signature(URL + "x", list(PARAMS.items()), "auth-token", signature)
+    assert not valid_twilio_signature(URL, list(PARAMS.items()), "auth-token", None)
+
+
+def test_twilio_signature_accepts_the_url_with_or_without_port() -> None:
+    with_port = URL.replace("jobs.example.com", "jobs.example.com:443")
+    signature = RequestValidator("auth-token").compute_signature(with_port, PARAMS)
+    assert valid_twilio_signature(URL, list(PARAMS.items()), "auth-token", signature)
+    local = "http://127.0.0.1:8123/api/twilio/status/abc?token=t"
+    signature = RequestValidator("auth-token").compute_signature(local, PARAMS)
+    assert valid_twilio_signature(local, list(PARAMS.items()), "auth-token", signature)
+
+
+def test_twilio_signature_with_repeated_parameters() -> None:
+    pairs = [("MediaUrl", "https://b.example/2"), ("MediaUrl", "https://a.example/1"), ("X", "")]
+    text = URL + "MediaUrlhttps://a.example/1MediaUrlhttps://b.example/2X"
+    import base64
+    import hashlib
+    import hmac
+
+    expected = base64.b64encode(hmac.new(b"tok", text.encode(), hashlib.sha1).digest()).decode()
+    assert twilio_signature(URL, pairs, "tok") == expected
+
+
+# -- the StatusCallback the worker adds
+
+
+def _settings(**values: object) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def test_status_callback_added_only_with_a_public_url() -> None:
+    cipher = Cipher("k" * 40)
+    params = {"To": "+14155550100", "Body": "hi"}
+    assert with_status_callback(params, "job1", _settings(), cipher) == params
+    added = with_status_callback(
+        params, "job1", _settings(public_url="https://jobs.example.com/"), cipher
+    )
+    token = callback_token(cipher, "job1")
+    assert added["StatusCallback"] == (
+        f"https://jobs.example.com/api/twilio/status/job1?token={token}"
+    )
+    assert token != callback_token(cipher, "job2")
+
+
+def test_the_callers_status_callback_wins() -> None:
+    params = {"To": "+14155550100", "StatusCallback": "https://mine.example/cb"}
+    settings = _settings(public_url="https://jobs.example.com")
+    assert with_status_callback(params, "job1", settings, Cipher("k" * 40)) == params
+
+
+# -- the retry policy
+
+
+def test_default_webhook_retries_span_about_a_day() -> None:
+    settings = _settings()
+    waits = range(1, settings.webhook_max_attempts)  # no wait after the last attempt
+
+    def total(jitter: float) -> float:
+        return sum(
+            backoff(n, settings.webhook_backoff_base, settings.webhook_backoff_max, jitter)
+            for n in waits
+        )
+
+    assert 14 * 3600 < total(0.0) < total(0.5) < total(1.0) < 34 * 3600
+    assert 20 * 3600 < total(0.5) < 28 * 3600
