@@ -1,6 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672//
 
 .PHONY: all install run test lint bench clean
 
@@ -20,6 +21,7 @@ run: install
 test: install
 	$(PY) tests/ensure_services.py
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+	TEST_BROKER_URL=$(AMQP_URL) $(PY) -m pytest -q -m integration tests/integration $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check producer worker tests bench celeryconfig.py

@@ -14,6 +14,8 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,40 @@ def _worker_command(extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", *extra]
 
 
+class Supervisor:
+    """Runs the Celery worker and starts it again whenever it exits on its own: after a stall
+    (see worker/liveness.py), kombu's 'Unrecoverable error' after a broker restart, or a kill.
+    Restarts back off from 1 s to 30 s while the worker keeps dying young."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+
+    def run(self) -> int:
+        pause = 1.0
+        while True:
+            started = time.monotonic()
+            self.proc = subprocess.Popen(self.command)
+            code = self.proc.wait()
+            if self.stopping or code == 0:
+                return code
+            if time.monotonic() - started > 60:
+                pause = 1.0
+            log.warning("worker exited (%s); starting it again in %.0f s", code, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+    def stop(self) -> None:
+        self.stopping = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
 def _serve_api(host: str, port: int) -> None:
     import uvicorn
 
@@ -68,22 +104,37 @@ def serve(args: argparse.Namespace) -> int:
             print("twilio-jobs: TWILIO_JOBS_SECRET_KEY is required with REDIS_URL", file=sys.stderr)
             return 2
         os.environ["TWILIO_JOBS_SECRET_KEY"] = _secret_key(data_dir)
-    worker = subprocess.Popen(_worker_command(args.worker_args or []))
+    worker = Supervisor(_worker_command(args.worker_args or []))
+    threading.Thread(target=worker.run, name="worker-supervisor", daemon=True).start()
     print(f"twilio-jobs: API on http://{args.host}:{args.port} (docs at /docs)")
     try:
         _serve_api(args.host, args.port)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        worker.stop()
         if server is not None:
             server.stop()
     return 0
 
 
+def _supervise(command: list[str]) -> int:
+    supervisor = Supervisor(command)
+
+    def forward(signum: int, frame: object) -> None:
+        supervisor.stop()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return supervisor.run()
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"] and argv[1:2] not in (["-h"], ["--help"]):
+        # Everything after `worker` is Celery's, options included.
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return _supervise(_worker_command(argv[1:]))
     parser = argparse.ArgumentParser(prog="twilio-jobs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
@@ -108,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "api":
         _serve_api(args.host, args.port)
         return 0
-    return subprocess.call(_worker_command(args.worker_args))
+    return _supervise(_worker_command(args.worker_args))
 
 
 if __name__ == "__main__":

@@ -167,8 +167,10 @@ class Client:
         try:
             pipe = self.redis.pipeline(transaction=True)
             self.store.write(pipe, job_id, fields)
-            if due:
-                self.store.schedule(pipe, job_id, due)
+            # Scheduled jobs wait in the schedule; the others get a watchdog entry there, so a
+            # task message lost by the broker (a worker killed between taking it and recording
+            # it as unacked) is handed out again. The ledger makes the spare delivery harmless.
+            self.store.schedule(pipe, job_id, due or time.time() + self.settings.requeue_after)
             pipe.execute()
             if not due:
                 self.dispatcher.send([job_id])

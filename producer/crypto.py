@@ -35,4 +35,4 @@ class Cipher:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()
 
     def verify(self, message: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(message), signature)
+        return hmac.compare_digest(self.sign(message).encode(), signature.encode(errors="replace"))

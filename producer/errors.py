@@ -57,6 +57,9 @@ class ServiceUnavailable(TwilioJobsError):
 
 CREDENTIALS_REQUIRED = "Credentials are required to create a Client"
 
+WORKER_STALLED_EXIT = 75
+"""Exit code of a worker that found itself stalled; `twilio-jobs worker` starts it again."""
+
 
 def twilio_style(message: str, status: int = 400) -> str:
     """The text twilio-python gives a failed create, for errors we can see before sending."""

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     backoff_base: float = 1.0
     backoff_max: float = 600.0
     visibility_timeout: int = 300
+    requeue_after: float = 300.0
+    stall_after: float = 60.0
     max_body_bytes: int = 64 * 1024
     max_wait: float = 60.0
     http_pool_size: int = 64

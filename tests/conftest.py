@@ -26,6 +26,9 @@ from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwili
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# With TEST_BROKER_URL (e.g. amqp://guest:guest@127.0.0.1:5672//) the integration tests run
+# with that Celery broker; the job store stays Redis.
+BROKER_URL = os.environ.get("TEST_BROKER_URL")
 
 SEED_SMS = {
     "accountSid": DEFAULT_ACCOUNT_SID,
@@ -61,8 +64,23 @@ def require_redis(url: str = REDIS_URL) -> redis.Redis:
     return conn
 
 
+def require_broker() -> None:
+    if not BROKER_URL or not BROKER_URL.startswith("amqp"):
+        return
+    from kombu import Connection
+
+    try:
+        with Connection(BROKER_URL, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"broker {BROKER_URL} does not answer in CI: {exc}")
+        pytest.skip(f"no broker at {BROKER_URL}")
+
+
 @pytest.fixture
 def redis_conn() -> Iterator[redis.Redis]:
+    require_broker()
     conn = require_redis()
     conn.flushdb()
     yield conn
@@ -99,7 +117,10 @@ def service_env(fake_url: str, redis_url: str = REDIS_URL, **extra: str) -> dict
         "TWILIO_JOBS_CONNECT_TIMEOUT": "1",
         "TWILIO_JOBS_SCHEDULER_INTERVAL": "0.05",
         "TWILIO_JOBS_WEBHOOK_ALLOW_PRIVATE": "true",
+        "TWILIO_JOBS_STALL_AFTER": "10",
     }
+    if BROKER_URL:
+        env["BROKER_URL"] = BROKER_URL
     env.update(extra)
     return env
 
@@ -129,13 +150,11 @@ class WorkerProcess:
         queues = "twilio_jobs,twilio_jobs.webhooks"
         self.proc = subprocess.Popen(
             [
+                # Through `twilio-jobs worker`, whose supervisor restarts a stalled worker.
                 sys.executable,
                 "-m",
-                "celery",
-                "-A",
+                "producer.cli",
                 "worker",
-                "worker",
-                "--loglevel=INFO",
                 "-P",
                 "threads",
                 "-c",

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_prerun, worker_ready, worker_shutdown
 
 from worker.twilio_gateway import quiet_twilio_logging
 
@@ -29,3 +29,11 @@ def _stop_scheduler(sender: Any = None, **_: Any) -> None:
     from worker.runtime import stop_scheduler
 
     stop_scheduler()
+
+
+@task_prerun.connect
+def _progress(sender: Any = None, **_: Any) -> None:
+    from worker.runtime import watch
+
+    for w in watch:
+        w.progress()

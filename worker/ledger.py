@@ -47,10 +47,13 @@ else
   attempts = tonumber(redis.call('HGET', key, 'attempts') or '0')
   submitted = submitted or ARGV[1]
 end
+local lease_end = now + tonumber(ARGV[2])
 redis.call('HSET', key, 'status', 'running', 'ledger', 'submitting', 'lease', ARGV[3],
-           'leaseUntil', tostring(now + tonumber(ARGV[2])), 'submittedAt', submitted,
+           'leaseUntil', tostring(lease_end), 'submittedAt', submitted,
            'updatedAt', ARGV[4])
 redis.call('HDEL', key, 'nextAt')
+-- Watchdog: if this worker dies, the scheduler hands the job out again when the lease ends.
+redis.call('ZADD', KEYS[2], lease_end, ARGV[5])
 local d = redis.call('HMGET', key, 'kind', 'params', 'accountSid', 'cred', 'callbackUrl',
                      'campaignId', 'error')
 return {mode, tostring(attempts), submitted, d[1] or '', d[2] or '{}', d[3] or '', d[4] or '',
@@ -65,7 +68,11 @@ if redis.call('HGET', key, 'lease') ~= ARGV[1] then return 0 end
 local fields = cjson.decode(ARGV[2])
 for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
 for _, k in ipairs(cjson.decode(ARGV[3])) do redis.call('HDEL', key, k) end
-if ARGV[4] ~= '' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5]) end
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
+else
+  redis.call('ZREM', KEYS[2], ARGV[5])
+end
 if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[7]) end
 return 1
 """
@@ -112,7 +119,8 @@ class Ledger:
         reply = [
             x.decode() if isinstance(x, bytes) else str(x)
             for x in self._claim(
-                keys=[keys.job(job_id)], args=[repr(now), repr(lease_seconds), lease, stamp]
+                keys=[keys.job(job_id), keys.SCHEDULE],
+                args=[repr(now), repr(lease_seconds), lease, stamp, job_id],
             )
         ]
         mode = reply[0]

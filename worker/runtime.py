@@ -15,6 +15,7 @@ from producer.outbox import Outbox
 from producer.settings import get_settings
 from worker.handlers import Runtime
 from worker.ledger import Ledger
+from worker.liveness import StallWatch
 from worker.scheduler import Scheduler
 from worker.twilio_gateway import TwilioGateway
 from worker.webhooks import WebhookRuntime, http_client
@@ -100,9 +101,18 @@ def start_scheduler() -> None:
         lock=keys.WEBHOOK_SCHEDULER_LOCK,
     )
     _webhook_scheduler.start()
+    queue = settings.queue if settings.broker.startswith(("redis", "valkey")) else None
+    watch.append(StallWatch(redis_client(), queue, stall_after=settings.stall_after))
+    watch[0].start()
 
 
 def stop_scheduler() -> None:
+    for w in watch:
+        w.shutting_down()
     for scheduler in (_scheduler, _webhook_scheduler):
         if scheduler is not None:
             scheduler.stop()
+
+
+watch: list[StallWatch] = []
+"""This process's stall watch, once the worker is ready (a list: set once, read by tasks)."""

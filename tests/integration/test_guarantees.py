@@ -169,7 +169,8 @@ def test_failed_job_can_be_retried(
     assert api.get(f"/api/jobs/{job_id}", params={"wait": 10}).json()["status"] == "failed"
     assert api.post(f"/api/jobs/{job_id}/retry").status_code == 400  # token was dropped
     again = api.post(f"/api/jobs/{job_id}/retry", json={"accountToken": DEFAULT_AUTH_TOKEN})
-    assert again.status_code == 200 and again.json()["status"] == "queued"
+    assert again.status_code == 200
+    assert again.json()["status"] in ("queued", "running", "succeeded")
     record = api.get(f"/api/jobs/{job_id}", params={"wait": 10}).json()
     assert record["status"] == "succeeded"
     assert fake_twilio.created_count == 1
@@ -189,6 +190,7 @@ def test_chaos_kill_workers_while_they_run(
     env = service_env(
         fake_twilio.url,
         TWILIO_JOBS_VISIBILITY_TIMEOUT="4",
+        TWILIO_JOBS_REQUEUE_AFTER="10",
         TWILIO_JOBS_READ_TIMEOUT="1",
         TWILIO_JOBS_CONNECT_TIMEOUT="1",
     )
@@ -199,7 +201,8 @@ def test_chaos_kill_workers_while_they_run(
     kills = 0
     for round_ in range(2):
         workers = [start_worker(env, name=f"chaos-{round_}-{n}") for n in range(2)]
-        wait_until(lambda: fake_twilio.created_count > (round_ + 1) * 300, timeout=60)
+        target = (round_ + 1) * 300
+        wait_until(lambda t=target: fake_twilio.created_count > t, timeout=60)
         for proc in workers:
             proc.kill()
             kills += 1
@@ -238,7 +241,10 @@ def test_redis_outage_answers_503_and_loses_nothing(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     env = service_env(
-        fake_twilio.url, redis_url=redis_server.url, TWILIO_JOBS_VISIBILITY_TIMEOUT="5"
+        fake_twilio.url,
+        redis_url=redis_server.url,
+        TWILIO_JOBS_VISIBILITY_TIMEOUT="5",
+        TWILIO_JOBS_REQUEUE_AFTER="10",
     )
     settings = make_settings(env)
     fake_twilio.set_latency(0.02)
@@ -268,7 +274,15 @@ def test_redis_outage_answers_503_and_loses_nothing(
             accepted.append(answer.json()["jobId"])
         conn = redis.Redis.from_url(redis_server.url, decode_responses=True)
         recovered_started = time.monotonic()
-        wait_until(lambda: all_final(conn, accepted), timeout=90, interval=0.5)
+        try:
+            wait_until(lambda: all_final(conn, accepted), timeout=90, interval=0.5)
+        except AssertionError:
+            stuck = [j for j in accepted if conn.hget(f"tj:job:{j}", "status") not in FINAL]
+            raise AssertionError(
+                f"not final: {statuses(conn, accepted)}; e.g. {conn.hgetall(f'tj:job:{stuck[0]}')}"
+                f" queue={conn.llen('twilio_jobs')} unacked={conn.hlen('unacked')}"
+                f" schedule={conn.zrange('tj:schedule', 0, -1, withscores=True)[:5]} now={time.time()}"
+            ) from None
         counts = statuses(conn, accepted)
         per_number = Counter(m["to"] for m in fake_twilio.messages)
         print(
