@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from producer.campaign_routes import campaign_router
 from producer.client import Client, describe_errors, owner_of
 from producer.errors import (
     InvalidRequest,
@@ -50,16 +51,18 @@ def envelope_response(status: int, message: str) -> JSONResponse:
 
 
 class BodySizeLimit(BaseHTTPMiddleware):
-    def __init__(self, app: Any, limit: int) -> None:
+    def __init__(self, app: Any, limit: int, campaign_limit: int | None = None) -> None:
         super().__init__(app)
         self.limit = limit
+        self.campaign_limit = campaign_limit or limit
 
     async def dispatch(
         self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return envelope_response(413, f"Request body over {self.limit} bytes")
+        limit = self.campaign_limit if request.url.path == "/api/campaigns" else self.limit
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return envelope_response(413, f"Request body over {limit} bytes")
         return await call_next(request)
 
 
@@ -70,7 +73,11 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         summary="Queue Twilio SMS, MMS and calls; poll or receive the result envelope.",
         version="0.1.0",
     )
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_body_bytes,
+        campaign_limit=settings.campaign_max_body_bytes,
+    )
     the_client = client or Client(settings)
 
     def jobs() -> Client:
@@ -181,6 +188,8 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             if token is not None and not isinstance(token, str):
                 raise InvalidRequest("Invalid field 'accountToken': must be a string")
         return await run_in_threadpool(jobs().retry, job_id, owner=who, account_token=token)
+
+    app.include_router(campaign_router(jobs, owner))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

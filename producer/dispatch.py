@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from celery import Celery
 
 from producer.settings import Settings
 
 SEND_TASK = "twilio_jobs.send"
+SEND_BATCH_TASK = "twilio_jobs.send_batch"
 
 
 def celery_app(settings: Settings) -> Celery:
@@ -28,6 +29,15 @@ class Dispatcher:
         with self.app.producer_or_acquire() as producer:
             for job_id in job_ids:
                 self.app.send_task(SEND_TASK, args=[job_id], queue=self.queue, producer=producer)
+
+    def send_batches(self, job_ids: Sequence[str], size: int) -> None:
+        """Campaign traffic: chunks of ids, each sent concurrently by one worker."""
+        with self.app.producer_or_acquire() as producer:
+            for start in range(0, len(job_ids), size):
+                chunk = list(job_ids[start : start + size])
+                self.app.send_task(
+                    SEND_BATCH_TASK, args=[chunk], queue=self.queue, producer=producer
+                )
 
     def close(self) -> None:
         self.app.close()

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from redis import Redis
 
 from producer.crypto import Cipher
 from producer.settings import get_settings
+from worker.gates import Gates
 from worker.handlers import Runtime
 from worker.ledger import Ledger
+from worker.pacing import Pacer
 from worker.scheduler import Scheduler
 from worker.twilio_gateway import TwilioGateway
+
+if TYPE_CHECKING:
+    from worker.fastpath import FastPath
 
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 _scheduler: Scheduler | None = None
+_fast_path: FastPath | None = None
 
 
 def redis_client() -> Redis:
@@ -40,9 +47,10 @@ def runtime() -> Runtime:
                     raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required")
                 from worker.tasks import notify
 
+                redis = redis_client()
                 _runtime = Runtime(
                     settings=settings,
-                    ledger=Ledger(redis_client(), settings.result_ttl),
+                    ledger=Ledger(redis, settings.result_ttl),
                     gateway=TwilioGateway(
                         settings.twilio_api_base_url,
                         pool_size=settings.http_pool_size,
@@ -51,8 +59,22 @@ def runtime() -> Runtime:
                     ),
                     cipher=Cipher(settings.secret_key.get_secret_value()),
                     notify=notify,
+                    pacer=Pacer(redis, settings),
+                    gates=Gates(redis),
                 )
     return _runtime
+
+
+def fast_path() -> FastPath:
+    global _fast_path
+    if _fast_path is None:
+        rt = runtime()
+        with _lock:
+            if _fast_path is None:
+                from worker.fastpath import FastPath
+
+                _fast_path = FastPath(rt)
+    return _fast_path
 
 
 def start_scheduler() -> None:
@@ -70,3 +92,5 @@ def start_scheduler() -> None:
 def stop_scheduler() -> None:
     if _scheduler is not None:
         _scheduler.stop()
+    if _fast_path is not None:
+        _fast_path.close()
