@@ -133,9 +133,15 @@ class LanePump:
                 while self.waiters:
                     self.waiters.popleft()[0].set_result(grant)
                 continue
-            # Nobody here can start soon: those who waited long enough go back to the scheduler.
-            wait = step if grant.reason == "inflight" else grant.wait
-            limit = time.monotonic() - rt.settings.pace_max_wait + wait
+            # Nobody here can start now. A full account frees slots as requests end, so waiting
+            # is cheap here (no thread, no polling per job) and bounded well inside the ledger
+            # lease; a rate lane or a Retry-After hold says how long: beyond pace_max_wait the
+            # job goes back to the scheduler at its place in line.
+            if grant.reason == "inflight":
+                wait, patience = step, rt.lease_seconds / 3
+            else:
+                wait, patience = grant.wait, rt.settings.pace_max_wait
+            limit = time.monotonic() - patience + wait
             while self.waiters and (self.waiters[0][1] <= limit or grant.reason == "hold"):
                 self.waiters.popleft()[0].set_result(grant)
             step = min(step * 2, 0.05)
