@@ -148,6 +148,8 @@ class LanePump:
             if self.waiters:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=wait)
+        if self.fast.pumps.get(self.lane) is self:
+            del self.fast.pumps[self.lane]  # lanes come and go with campaigns
 
 
 class FastPath:
