@@ -16,6 +16,7 @@ pause/resume/cancel are in `producer.campaign_state`.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Callable, Mapping
@@ -35,6 +36,20 @@ if TYPE_CHECKING:
     from producer.client import Client
 
 WRITE_CHUNK = 2000
+
+# Writes a chunk of job hashes. redis-py spends ~90 us packing one HSET of a dozen fields, so
+# the fields every job of a campaign shares travel once per chunk and each job adds only its id
+# and Twilio parameters. ARGV: shared fields (JSON array k1, v1, ...), ttl, job key prefix, then
+# id, params pairs.
+WRITE_JOBS = """
+local shared = cjson.decode(ARGV[1])
+for i = 4, #ARGV, 2 do
+  local key = ARGV[3] .. ARGV[i]
+  redis.call('HSET', key, 'params', ARGV[i + 1], unpack(shared))
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return (#ARGV - 3) / 2
+"""
 TYPICAL_LATENCY = 0.2
 """Seconds a Twilio create usually takes; bounds the estimate by the in-flight limit."""
 
@@ -227,19 +242,24 @@ class Campaigns:
         pipe.hset(keys.campaign(campaign_id), mapping=meta)
         pipe.expire(keys.campaign(campaign_id), ttl)
         pipe.execute()
+        write_jobs = self.redis.register_script(WRITE_JOBS)
         done = 0
         for start in range(0, len(jobs), WRITE_CHUNK):
             chunk = jobs[start : start + WRITE_CHUNK]
             ids = [new_job_id() for _ in chunk]
-            pipe = self.redis.pipeline(transaction=False)
+            shared = store.new_job_fields(
+                kind, {}, account_sid, cred, status=status, owner=owner,
+                callback_url=callback, campaign_id=campaign_id,
+            )  # fmt: skip
+            del shared["params"]
+            flat = json.dumps([x for pair in shared.items() for x in pair])
+            args: list[Any] = [flat, store.ttl, keys.job("")]
             for job_id, params in zip(ids, chunk, strict=True):
-                fields = store.new_job_fields(
-                    kind, params, account_sid, cred, status=status, owner=owner,
-                    callback_url=callback, campaign_id=campaign_id,
-                )  # fmt: skip
-                store.write(pipe, job_id, fields)
-                if due:
-                    store.schedule(pipe, job_id, due)
+                args += (job_id, json.dumps(params, separators=(",", ":")))
+            pipe = self.redis.pipeline(transaction=False)
+            write_jobs(args=args, client=pipe)
+            if due:
+                pipe.zadd(keys.SCHEDULE, dict.fromkeys(ids, due))
             pipe.rpush(keys.campaign_jobs(campaign_id), *ids)
             pipe.hincrby(keys.campaign_counts(campaign_id), status.value, len(ids))
             if start == 0:

@@ -2,7 +2,7 @@
 
 All of it runs once per recipient on the request path of a 100,000-recipient campaign, so each
 piece is written for speed: numbers already in E.164 skip phonenumbers' parser (about 30 us)
-and only pay its validity check.
+and only pay its validity check, for the country's main region first.
 """
 
 from __future__ import annotations
@@ -38,9 +38,14 @@ def normalise(value: Any, region: str | None) -> tuple[str, str]:
         digits = match.group(1)
         for size in (1, 2, 3):
             code = int(digits[:size])
-            if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code)
+            if regions and digits[size : size + 1] != "0":  # leading zeros: the full parser
                 number = PhoneNumber(country_code=code, national_number=int(digits[size:] or 0))
-                if phonenumbers.is_valid_number(number):
+                # is_valid_number tries each region of the code in turn (25 share +1), and takes
+                # the first that matches: trying that first one alone is the same answer, faster.
+                if phonenumbers.is_valid_number_for_region(
+                    number, regions[0]
+                ) or phonenumbers.is_valid_number(number):
                     return text, ""
                 break
     try:
