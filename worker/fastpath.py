@@ -19,6 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +39,9 @@ from worker.ledger import Claim
 from worker.pacing import Grant, Lane, Pacer
 
 log = logging.getLogger("twilio_jobs.fastpath")
+
+INFLIGHT_POLL = 0.005
+"""Seconds between asks while the account is full (slots freed elsewhere wake nobody here)."""
 
 T = TypeVar("T")
 
@@ -138,7 +142,7 @@ class LanePump:
             # lease; a rate lane or a Retry-After hold says how long: beyond pace_max_wait the
             # job goes back to the scheduler at its place in line.
             if grant.reason == "inflight":
-                wait, patience = step, rt.lease_seconds / 3
+                wait, patience = INFLIGHT_POLL, rt.lease_seconds / 3
             else:
                 wait, patience = grant.wait, rt.settings.pace_max_wait
             limit = time.monotonic() - patience + wait
@@ -148,6 +152,10 @@ class LanePump:
             if self.waiters:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=wait)
+                if self.wake.is_set() and grant.reason == "inflight":
+                    # Woken by a slot this process just freed. Taking it back at once would
+                    # win every race against other processes, which only poll: starve them.
+                    await asyncio.sleep(random.uniform(0, INFLIGHT_POLL))
         if self.fast.pumps.get(self.lane) is self:
             del self.fast.pumps[self.lane]  # lanes come and go with campaigns
 
