@@ -18,9 +18,10 @@ log = logging.getLogger("twilio_jobs.worker")
 
 @worker_ready.connect
 def _start_scheduler(sender: Any = None, **_: Any) -> None:
-    from worker.runtime import start_scheduler
+    from worker.runtime import runtime, start_scheduler
 
     quiet_twilio_logging()
+    runtime()  # built before the first task, not by the first few at once
     start_scheduler()
 
 

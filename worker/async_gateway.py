@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from twilio.base.version import Version
@@ -59,9 +60,11 @@ class AsyncTwilioGateway:
     ) -> dict[str, Any]:
         uri = f"/Accounts/{account_sid}/{kind.resource}.json"
         try:
+            # The form is encoded here: given a dict, aiohttp builds a FormData (and a multipart
+            # writer) per request to produce the same bytes.
             response: Response = await self.http.request(
-                "POST", self.base + uri, data=dict(params), headers=FORM_HEADERS,
-                auth=(account_sid, token),
+                "POST", self.base + uri, data=urlencode(params, doseq=True).encode(),
+                headers=FORM_HEADERS, auth=(account_sid, token),
             )  # fmt: skip
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise classify_aiohttp_error(exc) from None

@@ -118,7 +118,7 @@ class LanePump:
                 await pacer.arelease(self.lane.account, release)
                 continue
             try:
-                grant = await pacer.aacquire(self.lane, rt.clock(), len(self.waiters), release)
+                grant = await pacer.aacquire(self.lane, None, len(self.waiters), release)
             except Exception as exc:  # noqa: BLE001 - the waiters fail, the pump goes on
                 self.releases.extend(release)
                 while self.waiters:

@@ -113,7 +113,7 @@ def finish(job_id: str, claim: Claim, rt: Runtime, outcome: dict[str, Any] | Sen
         return _fail(job_id, claim, rt, exc)
     if isinstance(exc, RetryableError):
         if (exc.status == 429 or exc.code == 20429) and rt.pacer is not None:
-            rt.pacer.throttled(claim.account_sid, rt.clock(), exc.retry_after)
+            rt.pacer.throttled(claim.account_sid, None, exc.retry_after)
         if claim.attempts >= rt.settings.max_attempts:
             return _fail(job_id, claim, rt, exc)
         return _retry_later(job_id, claim, rt, exc)
@@ -125,7 +125,7 @@ def wait_turn(pacer: Pacer, lane: Lane, rt: Runtime) -> Grant:
     deadline = rt.clock() + rt.settings.pace_max_wait
     step = 0.01
     while True:
-        grant = pacer.acquire(lane, rt.clock())
+        grant = pacer.acquire(lane)
         if grant.leases:
             if grant.starts[0] > 0:
                 rt.sleep(grant.starts[0])
@@ -143,11 +143,10 @@ def hand_back(job_id: str, claim: Claim, rt: Runtime, lane: Lane, grant: Grant) 
     """Nothing was sent and the turn is far off: free the worker, come back through the
     scheduler at the job's place in line (or park it, if its campaign was paused)."""
     assert rt.pacer is not None and rt.gates is not None
-    now = rt.clock()
     if grant.reason == "rate":
-        due = rt.pacer.backlog_due(lane, now)
+        due = rt.pacer.backlog_due(lane)
     else:
-        due = now + max(grant.wait, 0.2 + 0.3 * rt.jitter())
+        due = rt.clock() + max(grant.wait, 0.2 + 0.3 * rt.jitter())
     outcome = rt.gates.unclaim(job_id, claim.lease, due)
     if outcome in ("cancelled", "suppressed"):
         rt.notify(job_id, f"job.{outcome}")

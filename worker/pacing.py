@@ -10,8 +10,10 @@ Three limits, each one atomic Lua over a few keys (`producer.keys`):
 - AIMD on 429/20429: the account's in-flight limit is halved (at most once per
   `aimd_cut_interval`) and regained additively per second; `Retry-After` holds the account.
 
-A job that cannot start soon is not kept waiting in a worker: `backlog_due` hands it a place in
-line on its lane, and it goes back through the scheduler until then.
+Times are Redis's own clock (TIME), so workers on machines whose clocks differ, or a thread
+that read its clock and then waited for the GIL, cannot squeeze two sends together; tests pass
+an explicit `now`. A job that cannot start soon is not kept waiting in a worker: `backlog_due`
+hands it a place in line on its lane, and it goes back through the scheduler until then.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ from producer.schemas import JobKind
 from producer.settings import Settings
 
 # KEYS: in-flight set, AIMD hash, rate lane (GCRA TAT), campaign hash (or a missing key).
-# ARGV: now, wanted, lease seconds, lease id prefix, configured in-flight cap, seconds between
-# sends (0: no rate limit), horizon, recovery per second, then lease ids to release.
+# ARGV: now ('' for Redis's clock), wanted, lease seconds, lease id prefix, configured in-flight
+# cap, seconds between sends (0: no rate limit), horizon, recovery per second, lease ids to free.
 # Returns {n, start...} (seconds from now) | {0, wait, reason} | {-1, campaign state}.
 ACQUIRE = """
 local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 for i = 9, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
 local state = redis.call('HGET', KEYS[4], 'state')
 if state and state ~= 'active' then return {-1, state} end
@@ -71,7 +77,12 @@ return reply
 # KEYS: AIMD hash. ARGV: now, cap, recovery per second, cut interval, retry-after (0: none).
 # Returns the new limit.
 THROTTLE = """
-local now, cap, inc = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local cap, inc = tonumber(ARGV[2]), tonumber(ARGV[3])
 local a = redis.call('HMGET', KEYS[1], 'limit', 'at', 'cut', 'hold')
 local limit = cap
 if a[1] then limit = math.min(cap, tonumber(a[1]) + (now - tonumber(a[2])) * inc) end
@@ -92,7 +103,12 @@ return tostring(limit)
 # KEYS: backlog of the lane, its GCRA TAT. ARGV: now, seconds between sends, lead.
 # Returns when a re-queued job should come back: one interval after the last place handed out.
 BACKLOG = """
-local now, interval = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local interval = tonumber(ARGV[2])
 local last = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'),
                       tonumber(redis.call('GET', KEYS[2]) or '0'))
 local place = last + interval
@@ -163,11 +179,11 @@ class Pacer:
         self._counter = itertools.count()
 
     def acquire_args(
-        self, lane: Lane, want: int, now: float, release: Sequence[str] = ()
+        self, lane: Lane, want: int, now: float | None, release: Sequence[str] = ()
     ) -> tuple[list[str], list[Any], str]:
         prefix = f"{self._holder}:{next(self._counter)}"
         args = [
-            repr(now),
+            _clock(now),
             want,
             repr(self.lease_seconds),
             prefix,
@@ -189,10 +205,12 @@ class Pacer:
             return Grant(reason=str(reply[1]))
         return Grant(wait=max(0.0, float(reply[1])), reason=str(reply[2]))
 
-    def throttle_args(self, account: str, now: float, retry_after: float | None) -> list[Any]:
+    def throttle_args(
+        self, account: str, now: float | None, retry_after: float | None
+    ) -> list[Any]:
         hold = min(retry_after or 0.0, self.settings.retry_after_max)
         return [
-            repr(now),
+            _clock(now),
             account_cap(account, self.settings),
             repr(self.settings.aimd_recover_per_second),
             repr(self.settings.aimd_cut_interval),
@@ -201,7 +219,9 @@ class Pacer:
 
     # -- asyncio use (the campaign fast path; `redis` is a redis.asyncio client) -------------
 
-    async def aacquire(self, lane: Lane, now: float, want: int, release: Sequence[str]) -> Grant:
+    async def aacquire(
+        self, lane: Lane, now: float | None, want: int, release: Sequence[str]
+    ) -> Grant:
         keys_, args, prefix = self.acquire_args(lane, want, now, release)
         return self.grant(await self._acquire(keys=keys_, args=args), prefix)
 
@@ -210,7 +230,7 @@ class Pacer:
 
     # -- synchronous use (the threads path) -------------------------------------------------
 
-    def acquire(self, lane: Lane, now: float, want: int = 1) -> Grant:
+    def acquire(self, lane: Lane, now: float | None = None, want: int = 1) -> Grant:
         keys_, args, prefix = self.acquire_args(lane, want, now)
         return self.grant(self._acquire(keys=keys_, args=args), prefix)
 
@@ -218,15 +238,19 @@ class Pacer:
         if leases:
             self.redis.zrem(keys.in_flight(lane.account), *leases)
 
-    def throttled(self, account: str, now: float, retry_after: float | None) -> float:
+    def throttled(self, account: str, now: float | None, retry_after: float | None) -> float:
         args = self.throttle_args(account, now, retry_after)
         return float(self._throttle(keys=[keys.aimd(account)], args=args))
 
-    def backlog_due(self, lane: Lane, now: float) -> float:
+    def backlog_due(self, lane: Lane, now: float | None = None) -> float:
         """When a job that cannot start soon should come back: its place in line on the lane."""
         return float(
             self._backlog(
                 keys=[keys.backlog(lane.account, lane.name), keys.rate(lane.account, lane.name)],
-                args=[repr(now), repr(lane.interval), repr(self.settings.pace_max_wait / 2)],
+                args=[_clock(now), repr(lane.interval), repr(self.settings.pace_max_wait / 2)],
             )
         )
+
+
+def _clock(now: float | None) -> str:
+    return "" if now is None else repr(now)

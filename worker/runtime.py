@@ -62,6 +62,7 @@ def runtime() -> Runtime:
                     pacer=Pacer(redis, settings),
                     gates=Gates(redis),
                 )
+                _runtime.gateway.warm()
     return _runtime
 
 

@@ -72,7 +72,7 @@ def test_rate_per_sender_and_in_flight_per_account_across_two_workers(
 def test_single_sends_are_paced_too(
     fake_twilio: FakeTwilio, redis_conn: redis.Redis, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    env = service_env(fake_twilio.url, TWILIO_JOBS_SENDER_RATES=f'{{"{SENDER}": 5}}')
+    env = service_env(fake_twilio.url, TWILIO_JOBS_SENDER_RATES=f'{{"{SENDER}": 10}}')
     start_worker(env, name="w1")
     start_worker(env, name="w2")
     jobs = Client(make_settings(env))
@@ -84,13 +84,15 @@ def test_single_sends_are_paced_too(
             to=number(i),
             body=f"single {i}",
         )  # fmt: skip
-        for i in range(15)
+        for i in range(30)
     ]
     records = [jobs.wait(job_id, 30) for job_id in ids]
     assert {r["status"] for r in records} == {"succeeded"}
     assert {r["attempts"] for r in records} == {1}
-    assert fake_twilio.created_count == 15
-    assert fake_twilio.max_per_window(SENDER, 1.0) <= 5 + 1
+    assert fake_twilio.created_count == 30
+    assert fake_twilio.max_per_window(SENDER, 1.0) <= 10 + 1
+    times = sorted(t for t, _, sender, _ in fake_twilio.create_times if sender == SENDER)
+    assert times[-1] - times[0] >= 2.5
     jobs.close()
 
 
