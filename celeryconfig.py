@@ -29,6 +29,7 @@ task_reject_on_worker_lost = True
 task_default_queue = _settings.queue
 task_routes = {
     "twilio_jobs.send": {"queue": _settings.queue},
+    "twilio_jobs.send_batch": {"queue": _settings.queue},
     "twilio_jobs.webhook": {"queue": f"{_settings.queue}.webhooks"},
 }
 # A worker started without -Q consumes every queue listed here (webhooks included). Each has

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer.campaign_routes import campaign_router
 from producer.client import Client, describe_errors, owner_of
 from producer.errors import (
     InvalidRequest,
@@ -22,6 +23,7 @@ from producer.errors import (
     Unauthorized,
 )
 from producer.schemas import (
+    ERROR_RESPONSES,
     Accepted,
     CallRequest,
     JobKind,
@@ -36,34 +38,29 @@ from producer.webhook_routes import webhook_router
 
 log = logging.getLogger("twilio_jobs.api")
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": "Error envelope",
-        "content": {"application/json": {"example": error_envelope("...")}},
-    }
-    for code in (400, 401, 404, 409, 413, 503)
-}
-
 
 def envelope_response(status: int, message: str) -> JSONResponse:
     return JSONResponse(error_envelope(message), status_code=status)
 
 
 class BodySizeLimit:
-    """Refuses request bodies over `limit` bytes with 413, declared or chunked."""
+    """Refuses request bodies over the limit with 413, declared or chunked. Campaign uploads
+    (`POST /api/campaigns`) have a limit of their own."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, campaign_limit: int | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.campaign_limit = campaign_limit or limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.campaign_limit if scope["path"] == "/api/campaigns" else self.limit
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                await self._refuse(scope, receive, send)
+            if not length.isdigit() or int(length) > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             await self.app(scope, receive, send)
             return
@@ -76,8 +73,8 @@ class BodySizeLimit:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                await self._refuse(scope, receive, send)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -93,8 +90,8 @@ class BodySizeLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = envelope_response(413, f"Request body over {self.limit} bytes")
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        response = envelope_response(413, f"Request body over {limit} bytes")
         await response(scope, receive, send)
 
 
@@ -104,8 +101,13 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         title="twilio-jobs",
         summary="Queue Twilio SMS, MMS and calls; poll or receive the result envelope.",
         version="0.1.0",
+        responses=ERROR_RESPONSES,
     )
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        limit=settings.max_body_bytes,
+        campaign_limit=settings.campaign_max_body_bytes,
+    )
     the_client = client or Client(settings)
 
     def jobs() -> Client:
@@ -149,34 +151,28 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 
-    @app.post(
-        "/api/twilio/sendSms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
-    )
+    @app.post("/api/twilio/sendSms", status_code=202, response_model=Accepted)
     def send_sms(
         body: SmsRequest, response: Response, who: Owner, idem: IdemHeader = None
     ) -> Accepted:
         """Queue a text message. Answers at once with the job id; the result comes later."""
         return submit(JobKind.sendSms, body, idem, who, response)
 
-    @app.post(
-        "/api/twilio/sendMms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
-    )
+    @app.post("/api/twilio/sendMms", status_code=202, response_model=Accepted)
     def send_mms(
         body: MmsRequest, response: Response, who: Owner, idem: IdemHeader = None
     ) -> Accepted:
         """Queue a media message."""
         return submit(JobKind.sendMms, body, idem, who, response)
 
-    @app.post(
-        "/api/twilio/makeCall", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
-    )
+    @app.post("/api/twilio/makeCall", status_code=202, response_model=Accepted)
     def make_call(
         body: CallRequest, response: Response, who: Owner, idem: IdemHeader = None
     ) -> Accepted:
         """Queue a voice call."""
         return submit(JobKind.makeCall, body, idem, who, response)
 
-    @app.get("/api/jobs/{job_id}", response_model=JobRecord, responses=ERROR_RESPONSES)
+    @app.get("/api/jobs/{job_id}", response_model=JobRecord)
     async def get_job(
         job_id: str,
         who: Owner,
@@ -194,12 +190,12 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
             await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 0.25)
 
-    @app.delete("/api/jobs/{job_id}", response_model=JobRecord, responses=ERROR_RESPONSES)
+    @app.delete("/api/jobs/{job_id}", response_model=JobRecord)
     def cancel_job(job_id: str, who: Owner) -> dict[str, Any]:
         """Cancel a job that has not been sent yet (scheduled, queued or waiting to retry)."""
         return jobs().cancel(job_id, owner=who)
 
-    @app.post("/api/jobs/{job_id}/retry", response_model=JobRecord, responses=ERROR_RESPONSES)
+    @app.post("/api/jobs/{job_id}/retry", response_model=JobRecord)
     async def retry_job(job_id: str, request: Request, who: Owner) -> dict[str, Any]:
         """Run a failed job again. The auth token was dropped when it failed: send
         `{"accountToken": "..."}` unless the server holds default credentials."""
@@ -218,12 +214,13 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         return await run_in_threadpool(jobs().retry, job_id, owner=who, account_token=token)
 
     app.include_router(webhook_router(the_client, owner))
+    app.include_router(campaign_router(jobs, owner))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", responses={503: ERROR_RESPONSES[503]})
+    @app.get("/readyz")
     def readyz() -> dict[str, str]:
         if not jobs().ping():
             raise ServiceUnavailable("The job store is unavailable")

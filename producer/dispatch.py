@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from celery import Celery
 
@@ -10,6 +10,7 @@ from producer.settings import Settings
 
 SEND_TASK = "twilio_jobs.send"
 WEBHOOK_TASK = "twilio_jobs.webhook"
+SEND_BATCH_TASK = "twilio_jobs.send_batch"
 
 
 def celery_app(settings: Settings) -> Celery:
@@ -36,6 +37,15 @@ class Dispatcher:
             for delivery_id in delivery_ids:
                 self.app.send_task(
                     WEBHOOK_TASK, args=[delivery_id], queue=self.webhook_queue, producer=producer
+                )
+
+    def send_batches(self, job_ids: Sequence[str], size: int) -> None:
+        """Campaign traffic: chunks of ids, each sent concurrently by one worker."""
+        with self.app.producer_or_acquire() as producer:
+            for start in range(0, len(job_ids), size):
+                chunk = list(job_ids[start : start + size])
+                self.app.send_task(
+                    SEND_BATCH_TASK, args=[chunk], queue=self.queue, producer=producer
                 )
 
     def close(self) -> None:

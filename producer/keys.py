@@ -36,3 +36,60 @@ WEBHOOKS_FAILED = f"{PREFIX}webhooks:failed"
 """Sorted set of exhausted webhook delivery ids by the unix time they gave up."""
 
 IDEMPOTENCY_TTL = 24 * 3600
+
+
+# -- campaigns
+
+
+def campaign(campaign_id: str) -> str:
+    """Hash: a campaign's settings and `state` (active | paused | cancelled)."""
+    return f"{PREFIX}campaign:{campaign_id}"
+
+
+def campaign_counts(campaign_id: str) -> str:
+    """Hash: jobs per status, `delivery:<status>`, `error:<code>`, `final`, the send-rate ring."""
+    return f"{PREFIX}campaign:{campaign_id}:counts"
+
+
+def campaign_jobs(campaign_id: str) -> str:
+    """List: the campaign's job ids in recipient order."""
+    return f"{PREFIX}campaign:{campaign_id}:jobs"
+
+
+def campaign_parked(campaign_id: str) -> str:
+    """Set: job ids that met the campaign paused; dispatched again on resume."""
+    return f"{PREFIX}campaign:{campaign_id}:parked"
+
+
+CAMPAIGN_PREFIX = f"{PREFIX}campaign:"
+
+
+# -- global pacing (worker/pacing.py)
+
+
+def in_flight(account_sid: str) -> str:
+    """Sorted set: lease id -> expiry of each request in flight for the account."""
+    return f"{PREFIX}pace:inflight:{account_sid}"
+
+
+def aimd(account_sid: str) -> str:
+    """Hash: the account's in-flight limit after a 429 (`limit`, `at`, `cut`, `hold`)."""
+    return f"{PREFIX}pace:aimd:{account_sid}"
+
+
+def rate(account_sid: str, lane: str) -> str:
+    """String: theoretical arrival time (GCRA) of the next send on a lane: a sender, or `calls`."""
+    return f"{PREFIX}pace:rate:{account_sid}:{lane}"
+
+
+def backlog(account_sid: str, lane: str) -> str:
+    """String: the latest time handed to a job re-queued to wait for this lane."""
+    return f"{PREFIX}pace:backlog:{account_sid}:{lane}"
+
+
+# -- suppressions
+
+
+def suppressed(account_sid: str) -> str:
+    """Hash: `<sender> <to>` -> JSON {code, at, jobId} for recipients who opted out."""
+    return f"{PREFIX}suppressed:{account_sid}"

@@ -237,3 +237,13 @@ def success_envelope(resource: dict[str, Any]) -> dict[str, Any]:
 
 def error_envelope(message: str) -> dict[str, Any]:
     return {"callback": "error", "contextWrites": {"to": message}}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": "Error envelope",
+        "content": {"application/json": {"example": error_envelope("...")}},
+    }
+    for code in (400, 401, 403, 404, 409, 413, 503)
+}
+"""Every route may answer these with the error envelope (documented once, on the app)."""

@@ -56,8 +56,24 @@ class Settings(BaseSettings):
     webhook_pool_size: int = 32
 
     # -- campaigns and global pacing
-    account_max_in_flight: int = 25
-    calls_per_second: float = 1.0
+    account_max_in_flight: int = Field(default=25, ge=1)
+    calls_per_second: float = Field(default=1.0, ge=0)
+    # Per-account in-flight limits and per-sender rates (messages/s; 0 = unlimited), as JSON:
+    # TWILIO_JOBS_ACCOUNT_LIMITS='{"AC...": 50}', TWILIO_JOBS_SENDER_RATES='{"+1415...": 3}'.
+    account_limits: dict[str, int] = {}
+    sender_rates: dict[str, float] = {}
+    long_code_mps: float = 1.0
+    toll_free_mps: float = 3.0
+    short_code_mps: float = 100.0
+    messaging_service_mps: float = 10.0
+    pace_max_wait: float = 1.0
+    aimd_recover_per_second: float = 1.0
+    aimd_cut_interval: float = 1.0
+    retry_after_max: float = 60.0
+    campaign_max_recipients: int = 100_000
+    campaign_max_body_bytes: int = 64 * 1024 * 1024
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    batch_window: int = Field(default=200, ge=1)
 
     @field_validator("secret_key")
     @classmethod

@@ -19,7 +19,7 @@ from typing import Any
 
 from redis import Redis
 
-from producer import keys
+from producer import counts, keys
 from producer.schemas import FINAL_STATES, JobKind, JobRecord, JobStatus
 
 PUBLIC_JSON_FIELDS = ("error", "result", "webhook")
@@ -55,7 +55,9 @@ def render(job_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
 
 # Cancel a job that has not been handed to Twilio. Returns the status after the call, or
 # "sent" / "busy" when it is too late.
-CANCEL = """
+CANCEL = (
+    counts.LUA
+    + """
 local key = KEYS[1]
 local status = redis.call('HGET', key, 'status')
 if not status then return 'missing' end
@@ -67,11 +69,15 @@ redis.call('HSET', key, 'status', 'cancelled', 'updatedAt', ARGV[1],
            'error', ARGV[2], 'result', ARGV[3])
 redis.call('HDEL', key, 'cred')
 redis.call('ZREM', KEYS[2], ARGV[4])
+tj_moved(key, status, 'cancelled')
 return 'cancelled'
 """
+)
 
 # Put a failed job back in the queue. Returns "ok" or the status that forbids it.
-RETRY = """
+RETRY = (
+    counts.LUA
+    + """
 local key = KEYS[1]
 local status = redis.call('HGET', key, 'status')
 if not status then return 'missing' end
@@ -82,9 +88,11 @@ redis.call('HDEL', key, 'error', 'result')
 if redis.call('HGET', key, 'ledger') ~= 'unknown' then
   redis.call('HDEL', key, 'ledger', 'submittedAt')
 end
+tj_moved(key, 'failed', 'queued')
 if ARGV[2] ~= '' then redis.call('HSET', key, 'cred', ARGV[2]) end
 return 'ok'
 """
+)
 
 
 class JobStore:

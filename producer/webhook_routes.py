@@ -10,16 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 
 from producer.client import Client
 from producer.errors import Conflict, JobNotFound
-from producer.schemas import JobRecord, error_envelope
+from producer.schemas import JobRecord
 from producer.status_callbacks import ROUTE, StatusCallbacks
-
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {
-        "description": "Error envelope",
-        "content": {"application/json": {"example": error_envelope("...")}},
-    }
-    for code in (400, 401, 403, 404, 409, 503)
-}
 
 
 def webhook_router(client: Client, owner: Callable[..., str]) -> APIRouter:
@@ -27,7 +19,7 @@ def webhook_router(client: Client, owner: Callable[..., str]) -> APIRouter:
     Owner = Annotated[str, Depends(owner)]
     callbacks = StatusCallbacks(client.redis, client.settings, client.cipher, client.webhooks)
 
-    @router.post(ROUTE, status_code=204, responses=RESPONSES, tags=["webhooks"])
+    @router.post(ROUTE, status_code=204, tags=["webhooks"])
     async def twilio_status(job_id: str, request: Request, token: str | None = None) -> Response:
         """Twilio's status callback for a job (form-encoded, signed by Twilio). Updates the
         job's `deliveryStatus`, never backwards, and sends the delivery-status webhook."""
@@ -39,7 +31,7 @@ def webhook_router(client: Client, owner: Callable[..., str]) -> APIRouter:
         await run_in_threadpool(callbacks.accept, job_id, token, form, signature, url)
         return Response(status_code=204)
 
-    @router.get("/api/webhooks/failed", responses=RESPONSES, tags=["webhooks"])
+    @router.get("/api/webhooks/failed", tags=["webhooks"])
     def failed_webhooks(
         who: Owner, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> dict[str, list[dict[str, Any]]]:
@@ -50,7 +42,6 @@ def webhook_router(client: Client, owner: Callable[..., str]) -> APIRouter:
         "/api/jobs/{job_id}/webhook",
         status_code=202,
         response_model=JobRecord,
-        responses=RESPONSES,
         tags=["webhooks"],
     )
     def replay_webhook(job_id: str, who: Owner) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_prerun, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 
 from worker.twilio_gateway import quiet_twilio_logging
 
@@ -18,9 +18,10 @@ log = logging.getLogger("twilio_jobs.worker")
 
 @worker_ready.connect
 def _start_scheduler(sender: Any = None, **_: Any) -> None:
-    from worker.runtime import start_scheduler
+    from worker.runtime import runtime, start_scheduler
 
     quiet_twilio_logging()
+    runtime()  # built before the first task, not by the first few at once
     start_scheduler()
 
 
@@ -32,8 +33,16 @@ def _stop_scheduler(sender: Any = None, **_: Any) -> None:
 
 
 @task_prerun.connect
-def _progress(sender: Any = None, **_: Any) -> None:
+def _task_started(sender: Any = None, **_: Any) -> None:
     from worker.runtime import watch
 
     for w in watch:
-        w.progress()
+        w.task_started()
+
+
+@task_postrun.connect
+def _task_finished(sender: Any = None, **_: Any) -> None:
+    from worker.runtime import watch
+
+    for w in watch:
+        w.task_finished()

@@ -12,12 +12,15 @@ from typing import Any
 from producer import keys
 from producer.crypto import Cipher
 from producer.errors import CREDENTIALS_REQUIRED
+from producer.limits import sender_of
 from producer.schemas import JobKind, JobStatus, error_envelope, success_envelope
 from producer.settings import Settings
 from producer.status_callbacks import with_status_callback
 from producer.store import now_iso
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
+from worker.gates import SUPPRESSED_CODE, Gates
 from worker.ledger import Claim, Ledger
+from worker.pacing import Grant, Lane, Pacer
 from worker.twilio_gateway import TwilioGateway
 
 log = logging.getLogger("twilio_jobs.worker")
@@ -34,6 +37,9 @@ class Runtime:
     notify: Notify = lambda job_id, event: None
     clock: Callable[[], float] = time.time
     jitter: Callable[[], float] = field(default=random.random)
+    pacer: Pacer | None = None
+    gates: Gates | None = None
+    sleep: Callable[[float], None] = time.sleep
 
     @property
     def lease_seconds(self) -> float:
@@ -50,7 +56,14 @@ def run_job(job_id: str, rt: Runtime) -> str:
     """Move one job as far as it can go now. Returns what happened, for logs and tests."""
     now = rt.clock()
     claim = rt.ledger.claim(job_id, now, rt.lease_seconds, now_iso(now))
-    if claim.mode in ("missing", "final"):
+    return run_claimed(job_id, claim, rt)
+
+
+def run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
+    if claim.mode in ("missing", "final", "paused"):
+        return claim.mode
+    if claim.mode in ("cancelled", "suppressed"):
+        rt.notify(job_id, f"job.{claim.mode}")
         return claim.mode
     if claim.mode in ("busy", "early"):
         rt.ledger.redis.zadd(keys.SCHEDULE, {job_id: claim.until}, nx=True)
@@ -64,24 +77,81 @@ def run_job(job_id: str, rt: Runtime) -> str:
         return _fail(job_id, claim, rt, PermanentError(CREDENTIALS_REQUIRED))
     params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher)
     if claim.mode == "reconcile":
-        outcome = _reconcile(job_id, claim, kind, token, rt)
-        if outcome is not None:
-            return outcome
+        adopted = _reconcile(job_id, claim, kind, token, rt)
+        if adopted is not None:
+            return adopted
         if claim.attempts >= rt.settings.max_attempts:
             return _fail(job_id, claim, rt, _last_error(claim))
         attempts = rt.ledger.bump_attempts(job_id)
         claim = Claim(**{**claim.__dict__, "attempts": attempts, "submitted_at": rt.clock()})
+    lane = grant = None
+    if rt.pacer is not None:
+        lane = Lane.of(kind, claim.account_sid, params, claim.campaign_id, rt.settings)
+        grant = wait_turn(rt.pacer, lane, rt)
+        if not grant.leases:
+            return hand_back(job_id, claim, rt, lane, grant)
+    result: dict[str, Any] | SendError
     try:
-        resource = rt.gateway.create(kind, claim.account_sid, token, params)
-    except PermanentError as exc:
+        result = rt.gateway.create(kind, claim.account_sid, token, params)
+    except SendError as exc:
+        result = exc
+    finally:
+        if rt.pacer is not None and lane is not None and grant is not None:
+            rt.pacer.release(lane, grant.leases)
+    return finish(job_id, claim, rt, result)
+
+
+def finish(job_id: str, claim: Claim, rt: Runtime, outcome: dict[str, Any] | SendError) -> str:
+    """Record what a create gave: the resource, or the classified error."""
+    if not isinstance(outcome, SendError):
+        return _succeed(job_id, claim, rt, outcome)
+    exc = outcome
+    if isinstance(exc, PermanentError):
+        params = claim.params or {}
+        if exc.code == SUPPRESSED_CODE and rt.gates is not None and params.get("To"):
+            sender = sender_of(params)
+            rt.gates.suppress(claim.account_sid, sender, str(params["To"]), job_id, rt.clock())
         return _fail(job_id, claim, rt, exc)
-    except RetryableError as exc:
+    if isinstance(exc, RetryableError):
+        if (exc.status == 429 or exc.code == 20429) and rt.pacer is not None:
+            rt.pacer.throttled(claim.account_sid, None, exc.retry_after)
         if claim.attempts >= rt.settings.max_attempts:
             return _fail(job_id, claim, rt, exc)
         return _retry_later(job_id, claim, rt, exc)
-    except AmbiguousError as exc:
-        return _unknown(job_id, claim, rt, exc)
-    return _succeed(job_id, claim, rt, resource)
+    return _unknown(job_id, claim, rt, exc)
+
+
+def wait_turn(pacer: Pacer, lane: Lane, rt: Runtime) -> Grant:
+    """Wait in small steps, up to `pace_max_wait`, for a slot on the lane."""
+    deadline = rt.clock() + rt.settings.pace_max_wait
+    step = 0.01
+    while True:
+        grant = pacer.acquire(lane)
+        if grant.leases:
+            if grant.starts[0] > 0:
+                rt.sleep(grant.starts[0])
+            return grant
+        if grant.reason in ("paused", "cancelled"):
+            return grant
+        wait = step if grant.reason == "inflight" else grant.wait
+        if rt.clock() + wait > deadline:
+            return grant
+        rt.sleep(wait * (1.0 + 0.2 * rt.jitter()))
+        step = min(step * 2, 0.1)
+
+
+def hand_back(job_id: str, claim: Claim, rt: Runtime, lane: Lane, grant: Grant) -> str:
+    """Nothing was sent and the turn is far off: free the worker, come back through the
+    scheduler at the job's place in line (or park it, if its campaign was paused)."""
+    assert rt.pacer is not None and rt.gates is not None
+    if grant.reason == "rate":
+        due = rt.pacer.backlog_due(lane)
+    else:
+        due = rt.clock() + max(grant.wait, 0.2 + 0.3 * rt.jitter())
+    outcome = rt.gates.unclaim(job_id, claim.lease, due)
+    if outcome in ("cancelled", "suppressed"):
+        rt.notify(job_id, f"job.{outcome}")
+    return "paced" if outcome == "queued" else outcome
 
 
 def _reconcile(job_id: str, claim: Claim, kind: JobKind, token: str, rt: Runtime) -> str | None:

@@ -8,7 +8,8 @@ restart: `twilio-jobs worker` (and docker-compose's restart policy) brings a fre
 
 Stalled means, while Redis answers: a schedule entry overdue by more than `stall_after`
 seconds (no scheduler in any worker is releasing work), or tasks waiting in this worker's
-broker queue while it has started none for `stall_after` seconds.
+broker queue while it runs none and has started none for `stall_after` seconds (a worker busy
+with tasks that wait for pacing is not stalled).
 """
 
 from __future__ import annotations
@@ -52,9 +53,18 @@ class StallWatch:
         self.started = clock()
         self.last_progress = self.started
         self.shutdown_at: float | None = None
+        self.active = 0
+        self._lock = threading.Lock()
 
-    def progress(self) -> None:
-        self.last_progress = self.clock()
+    def task_started(self) -> None:
+        with self._lock:
+            self.active += 1
+            self.last_progress = self.clock()
+
+    def task_finished(self) -> None:
+        with self._lock:
+            self.active = max(0, self.active - 1)
+            self.last_progress = self.clock()
 
     def shutting_down(self) -> None:
         """Celery began to stop. It can hang there (after kombu's 'Unrecoverable error');
@@ -77,7 +87,8 @@ class StallWatch:
             return None  # an outage, not a stall: wait for Redis
         if overdue:
             return f"schedule entries overdue by more than {self.stall_after:.0f}s"
-        if backlog and now - self.last_progress > self.stall_after:
+        idle = self.active == 0 and now - self.last_progress > self.stall_after
+        if backlog and idle:
             return f"{backlog} tasks queued but none started for {self.stall_after:.0f}s"
         return None
 

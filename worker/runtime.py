@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from redis import Redis
 
@@ -13,20 +14,26 @@ from producer import keys
 from producer.crypto import Cipher
 from producer.outbox import Outbox
 from producer.settings import get_settings
+from worker.gates import Gates
 from worker.handlers import Runtime
 from worker.ledger import Ledger
 from worker.liveness import StallWatch
+from worker.pacing import Pacer
 from worker.scheduler import Scheduler
 from worker.twilio_gateway import TwilioGateway
 from worker.webhooks import WebhookRuntime, http_client
 
 log = logging.getLogger("twilio_jobs.webhooks")
 
+if TYPE_CHECKING:
+    from worker.fastpath import FastPath
+
 _lock = threading.Lock()
 _runtime: Runtime | None = None
 _scheduler: Scheduler | None = None
 _webhooks: WebhookRuntime | None = None
 _webhook_scheduler: Scheduler | None = None
+_fast_path: FastPath | None = None
 
 
 def redis_client() -> Redis:
@@ -50,9 +57,10 @@ def runtime() -> Runtime:
                     raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required")
                 from worker.tasks import notify
 
+                redis = redis_client()
                 _runtime = Runtime(
                     settings=settings,
-                    ledger=Ledger(redis_client(), settings.result_ttl),
+                    ledger=Ledger(redis, settings.result_ttl),
                     gateway=TwilioGateway(
                         settings.twilio_api_base_url,
                         pool_size=settings.http_pool_size,
@@ -61,7 +69,10 @@ def runtime() -> Runtime:
                     ),
                     cipher=Cipher(settings.secret_key.get_secret_value()),
                     notify=notify,
+                    pacer=Pacer(redis, settings),
+                    gates=Gates(redis),
                 )
+                _runtime.gateway.warm()
     return _runtime
 
 
@@ -81,6 +92,18 @@ def webhook_runtime() -> WebhookRuntime:
                     http=http_client(settings),
                 )
     return _webhooks
+
+
+def fast_path() -> FastPath:
+    global _fast_path
+    if _fast_path is None:
+        rt = runtime()
+        with _lock:
+            if _fast_path is None:
+                from worker.fastpath import FastPath
+
+                _fast_path = FastPath(rt)
+    return _fast_path
 
 
 def start_scheduler() -> None:
@@ -112,6 +135,8 @@ def stop_scheduler() -> None:
     for scheduler in (_scheduler, _webhook_scheduler):
         if scheduler is not None:
             scheduler.stop()
+    if _fast_path is not None:
+        _fast_path.close()
 
 
 watch: list[StallWatch] = []

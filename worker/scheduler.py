@@ -17,13 +17,15 @@ from collections.abc import Callable, Sequence
 import redis
 from redis import Redis
 
-from producer import keys
+from producer import counts, keys
 
 log = logging.getLogger("twilio_jobs.scheduler")
 
 # Remove released ids whose score is still due (a job rescheduled meanwhile stays), and show
 # scheduled jobs as queued.
-RELEASED = """
+RELEASED = (
+    counts.LUA
+    + """
 local n = 0
 for i, id in ipairs(ARGV) do
   if i > 1 then
@@ -33,6 +35,7 @@ for i, id in ipairs(ARGV) do
       local job = KEYS[2] .. id
       if redis.call('HGET', job, 'status') == 'scheduled' then
         redis.call('HSET', job, 'status', 'queued')
+        tj_moved(job, 'scheduled', 'queued')
       end
       n = n + 1
     end
@@ -40,6 +43,7 @@ for i, id in ipairs(ARGV) do
 end
 return n
 """
+)
 
 LOCK = """
 local holder = redis.call('GET', KEYS[1])

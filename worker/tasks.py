@@ -9,10 +9,10 @@ from collections.abc import Sequence
 import redis
 from celery.exceptions import Reject
 
-from producer.dispatch import SEND_TASK, WEBHOOK_TASK
+from producer.dispatch import SEND_BATCH_TASK, SEND_TASK, WEBHOOK_TASK
 from worker.app import app
 from worker.handlers import run_job
-from worker.runtime import runtime, webhook_runtime
+from worker.runtime import fast_path, runtime, webhook_runtime
 from worker.webhooks import deliver
 
 log = logging.getLogger("twilio_jobs.worker")
@@ -31,6 +31,16 @@ def send(job_id: str) -> str:
             time.sleep(min(2.0, 0.2 * 2**attempt))
     # Leave the message with the broker: it is delivered again once Redis answers.
     raise Reject("job store unavailable", requeue=True)
+
+
+@app.task(name=SEND_BATCH_TASK, ignore_result=True)
+def send_batch(job_ids: list[str]) -> dict[str, int]:
+    """Send a chunk of campaign jobs concurrently; each keeps its own record and ledger."""
+    try:
+        return fast_path().send_batch(job_ids)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("batch of %d: job store unavailable (%s)", len(job_ids), type(exc).__name__)
+        raise Reject("job store unavailable", requeue=True) from None
 
 
 def publish(job_ids: Sequence[str]) -> None:

@@ -117,6 +117,11 @@ class TwilioGateway:
         except ValueError:
             raise AmbiguousError("Twilio answered with a body that is not JSON") from None
 
+    def warm(self) -> None:
+        """twilio-python imports its API modules on first use, under the GIL, which would hold
+        back every thread's first send at once (and so bunch them): do it at start-up."""
+        self._version("AC" + "0" * 32, "warm-up")
+
     def create(
         self, kind: JobKind, account_sid: str, token: str, params: Mapping[str, Any]
     ) -> dict[str, Any]:

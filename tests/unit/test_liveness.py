@@ -45,8 +45,13 @@ def test_backlog_without_progress_is_a_stall() -> None:
     redis.lpush("twilio_jobs", "message")
     clock.now += 20
     assert "queued" in (watch.stalled() or "")
-    watch.progress()
+    watch.task_started()
+    clock.now += 20
+    assert watch.stalled() is None  # busy (e.g. waiting for pacing), not stalled
+    watch.task_finished()
     assert watch.stalled() is None
+    clock.now += 11
+    assert "queued" in (watch.stalled() or "")
     assert make(queue=None)[0].stalled() is None  # RabbitMQ: no queue length to read
 
 

@@ -1,0 +1,193 @@
+"""A campaign after it was accepted: its dashboard, its jobs page by page, pause/resume/cancel.
+
+The state lives in the campaign hash (`state`: active | paused | cancelled) and every worker
+reads it when a job starts (`worker.gates`, inside the ledger claim and the pacing acquire), so
+a change takes effect across all workers at once and survives restarts. Paused jobs park their
+ids in a set that `resume` dispatches again; `cancel` ends every job not yet handed to Twilio.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from producer import counts, keys
+from producer.errors import Conflict, TwilioJobsError
+from producer.limits import current_limit
+from producer.schemas import FINAL_STATES, JobStatus
+from producer.store import CANCEL, render
+
+if TYPE_CHECKING:
+    from producer.client import Client
+
+CANCEL_CHUNK = 1000
+PAGE_SCAN = 2000
+
+
+class CampaignNotFound(TwilioJobsError):
+    http_status = 404
+
+    def __init__(self, campaign_id: str) -> None:
+        super().__init__(f"Campaign not found: {campaign_id}")
+
+
+# KEYS: campaign, parked set. ARGV: wanted state. Returns {outcome, parked ids...}.
+TRANSITION = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing'} end
+local want = ARGV[1]
+if state == want then return {'same'} end
+if state == 'cancelled' then return {'cancelled'} end
+if want == 'paused' and state ~= 'active' then return {state} end
+if want == 'active' and state ~= 'paused' then return {state} end
+redis.call('HSET', KEYS[1], 'state', want)
+if want == 'paused' then return {'ok'} end
+local parked = redis.call('SMEMBERS', KEYS[2])
+redis.call('DEL', KEYS[2])
+table.insert(parked, 1, 'ok')
+return parked
+"""
+
+
+class CampaignState:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.redis = client.redis
+        self.settings = client.settings
+        self._transition = self.redis.register_script(TRANSITION)
+        self._cancel = self.redis.register_script(CANCEL)
+
+    def _meta(self, campaign_id: str, owner: str | None) -> dict[str, str]:
+        meta: dict[str, str] = self.redis.hgetall(keys.campaign(campaign_id))  # type: ignore[assignment]
+        if not meta or (owner is not None and meta.get("owner", "") != owner):
+            raise CampaignNotFound(campaign_id)
+        return meta
+
+    def status(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        meta = self._meta(campaign_id, owner)
+        now = time.time()
+        raw: dict[str, str] = self.redis.hgetall(keys.campaign_counts(campaign_id))  # type: ignore[assignment]
+        summary = counts.summarize(raw, now)
+        total = int(meta.get("total", 0))
+        remaining = max(0, total - summary["final"])
+        state = meta.get("state", "active")
+        if remaining == 0 and state != "cancelled":
+            state = "completed"
+        rate = summary["rate"]
+        eta = round(remaining / rate, 1) if rate > 0 and remaining else None
+        return {
+            "campaignId": campaign_id,
+            "name": meta.get("name") or None,
+            "kind": meta.get("kind"),
+            "state": state,
+            "createdAt": meta.get("createdAt"),
+            "sendAt": meta.get("sendAt") or None,
+            "total": total,
+            "counts": summary["statuses"],
+            "deliveryCounts": summary["delivery"],
+            "progress": round((total - remaining) / total, 4) if total else 1.0,
+            "sendRate": rate,
+            "etaSeconds": 0.0 if remaining == 0 else eta,
+            "topErrors": summary["topErrors"],
+            "pacing": current_limit(self.redis, meta.get("accountSid", ""), self.settings, now),
+        }
+
+    def jobs(
+        self,
+        campaign_id: str,
+        *,
+        owner: str | None = None,
+        status: JobStatus | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+    ) -> dict[str, Any]:
+        """A page of job records in recipient order; `nextCursor` is null at the end. With a
+        status filter a page looks at up to PAGE_SCAN jobs, so it may hold fewer than `limit`."""
+        self._meta(campaign_id, owner)
+        list_key = keys.campaign_jobs(campaign_id)
+        span = limit if status is None else max(limit, PAGE_SCAN)
+        ids = [str(x) for x in self.redis.lrange(list_key, cursor, cursor + span - 1)]
+        if status is not None:
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hget(keys.job(job_id), "status")
+            statuses = pipe.execute()
+            matching = []
+            scanned = 0
+            for job_id, current in zip(ids, statuses, strict=True):
+                scanned += 1
+                if current == status.value:
+                    matching.append(job_id)
+                    if len(matching) == limit:
+                        break
+            ids, used = matching, scanned
+        else:
+            used = len(ids)
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(keys.job(job_id))
+        records = [render(j, f) for j, f in zip(ids, pipe.execute(), strict=True) if f]
+        total = int(self.redis.llen(list_key))
+        following = cursor + used
+        return {"jobs": records, "nextCursor": str(following) if following < total else None}
+
+    def pause(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        self._move(campaign_id, owner, "paused")
+        return self.status(campaign_id, owner=owner)
+
+    def resume(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        parked = self._move(campaign_id, owner, "active")
+        if parked:
+            self.client.dispatcher.send_batches(parked, self.settings.batch_size)
+        return self.status(campaign_id, owner=owner)
+
+    def cancel(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+        """Cancel every job not handed to Twilio yet; jobs in flight finish."""
+        import json
+
+        from producer.schemas import error_envelope
+
+        self._meta(campaign_id, owner)
+        self._move(campaign_id, owner, "cancelled")
+        message = "Job was cancelled"
+        error = json.dumps({"status": None, "code": None, "message": message, "retryable": False})
+        result = json.dumps(error_envelope(message))
+        list_key = keys.campaign_jobs(campaign_id)
+        total = int(self.redis.llen(list_key))
+        stamp = _stamp()
+        for start in range(0, total, CANCEL_CHUNK):
+            ids = [str(x) for x in self.redis.lrange(list_key, start, start + CANCEL_CHUNK - 1)]
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                self._cancel(
+                    keys=[keys.job(job_id), keys.SCHEDULE],
+                    args=[stamp, error, result, job_id],
+                    client=pipe,
+                )
+            pipe.execute()
+        self.redis.delete(keys.campaign_parked(campaign_id))
+        return self.status(campaign_id, owner=owner)
+
+    def _move(self, campaign_id: str, owner: str | None, want: str) -> list[str]:
+        self._meta(campaign_id, owner)
+        reply = [
+            str(x)
+            for x in self._transition(
+                keys=[keys.campaign(campaign_id), keys.campaign_parked(campaign_id)], args=[want]
+            )
+        ]
+        outcome = reply[0]
+        if outcome == "missing":
+            raise CampaignNotFound(campaign_id)
+        if outcome not in ("ok", "same") and not (want == "cancelled" and outcome == "cancelled"):
+            raise Conflict(f"Campaign is {outcome}")
+        return reply[1:]
+
+
+def _stamp() -> str:
+    from producer.store import now_iso
+
+    return now_iso()
+
+
+__all__ = ["CampaignNotFound", "CampaignState", "FINAL_STATES"]

@@ -1,0 +1,301 @@
+"""Bulk campaigns: one request, up to 100,000 recipients, each becoming a normal job record.
+
+    from producer import Client
+    jobs = Client()
+    answer = jobs.create_campaign(
+        account_sid="AC...", account_token="...", from_="+15005550006",
+        body="Hi {{name}}", recipients=[{"to": "+14155550100", "name": "Ann"}, ...])
+    jobs.campaigns.status(answer["campaignId"])
+
+The request is validated once as a send request of its `kind` (so every rule and Twilio field
+of the single routes applies), the token is encrypted once and the one ciphertext shared by the
+campaign's jobs, and the jobs are written with pipelined Redis writes and dispatched as chunks
+of ids (`twilio_jobs.send_batch`) while the rest is still being written. Status, paging and
+pause/resume/cancel are in `producer.campaign_state`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from producer import keys
+from producer.errors import InvalidRequest
+from producer.limits import account_cap, sender_of, sender_rate
+from producer.recipients import Template, normalise, segments
+from producer.schemas import MAX_BODY, JobKind, JobStatus
+from producer.store import now_iso
+
+if TYPE_CHECKING:
+    from producer.client import Client
+
+WRITE_CHUNK = 2000
+
+# Writes a chunk of job hashes. redis-py spends ~90 us packing one HSET of a dozen fields, so
+# the fields every job of a campaign shares travel once per chunk and each job adds only its id
+# and Twilio parameters. ARGV: shared fields (JSON array k1, v1, ...), ttl, job key prefix, then
+# id, params pairs.
+WRITE_JOBS = """
+local shared = cjson.decode(ARGV[1])
+for i = 4, #ARGV, 2 do
+  local key = ARGV[3] .. ARGV[i]
+  redis.call('HSET', key, 'params', ARGV[i + 1], unpack(shared))
+  redis.call('EXPIRE', key, ARGV[2])
+end
+return (#ARGV - 3) / 2
+"""
+TYPICAL_LATENCY = 0.2
+"""Seconds a Twilio create usually takes; bounds the estimate by the in-flight limit."""
+
+Progress = Callable[[int, int], None]
+
+
+class CampaignRequest(BaseModel):
+    """A campaign. Further fields are those of the single send route of `kind` (`statusCallback`,
+    `validityPeriod`, `twiml`, ...) and apply to every recipient."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=False)
+
+    accountSid: str | None = Field(default=None, max_length=64)
+    accountToken: str | None = Field(default=None, max_length=128)
+    kind: JobKind = JobKind.sendSms
+    from_: str | None = Field(default=None, alias="from", max_length=256)
+    messagingServiceSid: str | None = Field(default=None, max_length=256)
+    body: str | None = Field(default=None, max_length=MAX_BODY)
+    mediaUrl: str | list[str] | None = None
+    url: str | None = None
+    sendAt: datetime | None = None
+    callbackUrl: str | None = None
+    name: str | None = Field(default=None, max_length=200)
+    defaultRegion: str | None = Field(default=None, min_length=2, max_length=2)
+    recipients: list[Any] = Field(min_length=1)
+
+
+class CampaignAccepted(BaseModel):
+    campaignId: str | None
+    accepted: int
+    rejected: list[dict[str, Any]]
+    duplicates: int
+    statusUrl: str | None = None
+    dryRun: bool = False
+    segments: dict[str, Any] | None = None
+    estimatedSeconds: float | None = None
+
+
+def new_campaign_id() -> str:
+    return "CP" + secrets.token_hex(16)
+
+
+class Campaigns:
+    """Campaign creation over a `Client` (its validation, cipher, store and dispatcher)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.settings = client.settings
+        self.redis = client.redis
+
+    def create(
+        self,
+        payload: Mapping[str, Any] | CampaignRequest,
+        *,
+        owner: str = "",
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        request = self._parse(payload)
+        if len(request.recipients) > self.settings.campaign_max_recipients:
+            raise InvalidRequest(
+                f"A campaign takes at most {self.settings.campaign_max_recipients} recipients"
+            )
+        kind = request.kind
+        single = self._single_request(request)
+        account_sid, token = self.client._credentials(single)
+        due = self.client._due(request.sendAt)
+        base = {k: v for k, v in _twilio_params(single).items() if k not in ("To", "Body")}
+        template = Template(request.body) if request.body is not None else None
+
+        rejected: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        duplicates = 0
+        jobs: list[dict[str, Any]] = []
+        region = request.defaultRegion.upper() if request.defaultRegion else None
+        for index, row in enumerate(request.recipients):
+            if not isinstance(row, dict):
+                rejected.append({"index": index, "reason": "recipient must be an object"})
+                continue
+            to, reason = normalise(row.get("to"), region)
+            if reason:
+                rejected.append({"index": index, "to": row.get("to"), "reason": reason})
+                continue
+            if to in seen:
+                duplicates += 1
+                continue
+            params = dict(base)
+            params["To"] = to
+            if template is not None:
+                try:
+                    body = template.render({**row, "to": to})
+                except KeyError as missing:
+                    reason = f"missing variable '{missing.args[0]}'"
+                    rejected.append({"index": index, "to": to, "reason": reason})
+                    continue
+                if len(body) > MAX_BODY:
+                    reason = f"body over {MAX_BODY} characters after filling the template"
+                    rejected.append({"index": index, "to": to, "reason": reason})
+                    continue
+                params["Body"] = body
+            seen.add(to)
+            jobs.append(params)
+
+        answer = CampaignAccepted(
+            campaignId=None, accepted=len(jobs), rejected=rejected, duplicates=duplicates
+        )
+        if dry_run:
+            answer.dryRun = True
+            answer.segments = _segment_counts(kind, jobs)
+            answer.estimatedSeconds = self._estimate(kind, account_sid, base, jobs)
+            return answer.model_dump()
+        if not jobs:
+            raise InvalidRequest("No valid recipients")
+        campaign_id = new_campaign_id()
+        self._write(
+            campaign_id, request, kind, account_sid, token, base, jobs, owner, due, progress
+        )
+        answer.campaignId = campaign_id
+        answer.statusUrl = f"/api/campaigns/{campaign_id}"
+        return answer.model_dump(exclude={"dryRun", "segments", "estimatedSeconds"})
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _parse(payload: Mapping[str, Any] | CampaignRequest) -> CampaignRequest:
+        if isinstance(payload, CampaignRequest):
+            return payload
+        from producer.client import describe_errors
+
+        try:
+            return CampaignRequest.model_validate(payload)
+        except ValidationError as exc:
+            raise InvalidRequest(describe_errors(exc.errors())) from None
+
+    def _single_request(self, request: CampaignRequest) -> Any:
+        """The campaign as one send request of its kind, to a stand-in recipient."""
+        fields = request.model_dump(
+            by_alias=True,
+            exclude_none=True,
+            exclude={"kind", "recipients", "name", "defaultRegion", "sendAt"},
+        )
+        fields["to"] = "+14155550100"
+        if request.sendAt is not None:
+            fields["sendAt"] = request.sendAt
+        return self.client.validate(request.kind, fields)
+
+    def _estimate(
+        self, kind: JobKind, account_sid: str, base: Mapping[str, Any], jobs: list[Any]
+    ) -> float:
+        if kind is JobKind.makeCall:
+            per_second = self.settings.calls_per_second
+        else:
+            per_second = sender_rate(sender_of(base), self.settings)
+        by_rate = len(jobs) / per_second if per_second > 0 else 0.0
+        by_in_flight = len(jobs) * TYPICAL_LATENCY / account_cap(account_sid, self.settings)
+        return round(max(by_rate, by_in_flight), 1)
+
+    def _write(
+        self,
+        campaign_id: str,
+        request: CampaignRequest,
+        kind: JobKind,
+        account_sid: str,
+        token: str,
+        base: Mapping[str, Any],
+        jobs: list[dict[str, Any]],
+        owner: str,
+        due: float | None,
+        progress: Progress | None,
+    ) -> None:
+        from producer.client import new_job_id
+
+        client, store = self.client, self.client.store
+        ttl = self.settings.result_ttl + 24 * 3600
+        status = JobStatus.scheduled if due else JobStatus.queued
+        cred = client.cipher.encrypt(token)  # once: the campaign's jobs share this ciphertext
+        callback = request.callbackUrl
+        meta: dict[Any, Any] = {
+            "kind": kind.value,
+            "accountSid": account_sid,
+            "sender": sender_of(base) if kind is not JobKind.makeCall else "calls",
+            "state": "active",
+            "total": str(len(jobs)),
+            "createdAt": now_iso(),
+            "owner": owner,
+            "name": request.name or "",
+            "sendAt": now_iso(due) if due else "",
+        }
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(keys.campaign(campaign_id), mapping=meta)
+        pipe.expire(keys.campaign(campaign_id), ttl)
+        pipe.execute()
+        write_jobs = self.redis.register_script(WRITE_JOBS)
+        done = 0
+        for start in range(0, len(jobs), WRITE_CHUNK):
+            chunk = jobs[start : start + WRITE_CHUNK]
+            ids = [new_job_id() for _ in chunk]
+            shared = store.new_job_fields(
+                kind, {}, account_sid, cred, status=status, owner=owner,
+                callback_url=callback, campaign_id=campaign_id,
+            )  # fmt: skip
+            del shared["params"]
+            flat = json.dumps([x for pair in shared.items() for x in pair])
+            args: list[Any] = [flat, store.ttl, keys.job("")]
+            for job_id, params in zip(ids, chunk, strict=True):
+                args += (job_id, json.dumps(params, separators=(",", ":")))
+            pipe = self.redis.pipeline(transaction=False)
+            write_jobs(args=args, client=pipe)
+            if due:
+                pipe.zadd(keys.SCHEDULE, dict.fromkeys(ids, due))
+            pipe.rpush(keys.campaign_jobs(campaign_id), *ids)
+            pipe.hincrby(keys.campaign_counts(campaign_id), status.value, len(ids))
+            if start == 0:
+                pipe.expire(keys.campaign_jobs(campaign_id), ttl)
+                pipe.expire(keys.campaign_counts(campaign_id), ttl)
+            pipe.execute()
+            if not due:
+                client.dispatcher.send_batches(ids, self.settings.batch_size)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(jobs))
+
+
+def _twilio_params(request: Any) -> dict[str, Any]:
+    from producer.schemas import twilio_params
+
+    return twilio_params(request)
+
+
+def _segment_counts(kind: JobKind, jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if kind is JobKind.makeCall:
+        return None
+    encodings = {"GSM-7": 0, "UCS-2": 0}
+    total = largest = 0
+    for params in jobs:
+        encoding, count = segments(str(params.get("Body", "")))
+        encodings[encoding] += 1
+        total += count
+        largest = max(largest, count)
+    return {"messages": encodings, "total": total, "maxPerMessage": largest}
+
+
+def estimate_text(seconds: float) -> str:
+    minutes, secs = divmod(math.ceil(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+__all__ = ["CampaignAccepted", "CampaignRequest", "Campaigns", "estimate_text"]

@@ -1,0 +1,92 @@
+"""The pacing scripts on fakeredis, with an explicit clock."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from producer import keys
+from producer.limits import sender_rate
+from producer.settings import Settings
+from worker.pacing import Lane, Pacer
+
+ACCOUNT = "AC" + "0" * 32
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(_env_file=None, account_max_in_flight=3)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def pacer(settings: Settings) -> Pacer:
+    return Pacer(fakeredis.FakeRedis(decode_responses=True), settings)
+
+
+def lane(interval: float = 0.0, cap: int = 3, campaign: str = "") -> Lane:
+    return Lane(ACCOUNT, "+15005550006", interval, cap, campaign)
+
+
+def test_in_flight_cap_and_release(pacer: Pacer) -> None:
+    grants = [pacer.acquire(lane(), 100.0) for _ in range(4)]
+    assert [len(g.leases) for g in grants] == [1, 1, 1, 0]
+    assert grants[3].reason == "inflight"
+    pacer.release(lane(), grants[0].leases)
+    assert pacer.acquire(lane(), 100.1).leases
+
+
+def test_leases_of_a_dead_worker_expire(pacer: Pacer) -> None:
+    many = pacer.acquire(lane(), 100.0, want=5)
+    assert len(many.leases) == 3
+    assert not pacer.acquire(lane(), 100.0 + pacer.lease_seconds - 1).leases
+    assert len(pacer.acquire(lane(), 100.0 + pacer.lease_seconds + 1, want=3).leases) == 3
+
+
+def test_rate_grants_are_spaced_and_bounded_by_the_horizon(pacer: Pacer) -> None:
+    fast = lane(interval=0.1, cap=100)
+    grant = pacer.acquire(fast, 50.0, want=10)
+    assert grant.starts == pytest.approx((0.0, 0.1, 0.2))  # 0.25 s ahead at most
+    denied = pacer.acquire(fast, 50.0)
+    assert denied.reason == "rate" and denied.wait == pytest.approx(0.05)
+    later = pacer.acquire(fast, 50.3, want=1)
+    assert later.starts == pytest.approx((0.0,))
+
+
+def test_aimd_halves_once_per_interval_recovers_and_holds(pacer: Pacer, settings: Settings) -> None:
+    big = Lane(ACCOUNT, "+15005550006", 0.0, 20)
+    settings.account_limits[ACCOUNT] = 20
+    assert pacer.throttled(ACCOUNT, 10.0, None) == 10
+    # Within aimd_cut_interval no second cut, and half a slot regained meanwhile.
+    assert pacer.throttled(ACCOUNT, 10.5, None) == 10.5
+    assert pacer.throttled(ACCOUNT, 11.0, None) == 5  # (10 + 1 regained) / 2, floored
+    assert len(pacer.acquire(big, 11.0, want=20).leases) == 5
+    held = pacer.throttled(ACCOUNT, 12.0, retry_after=3.0)
+    assert held == 3  # (5 + 1 regained) / 2
+    blocked = pacer.acquire(big, 13.0)
+    assert blocked.reason == "hold" and blocked.wait == pytest.approx(2.0)
+    # Recovery: one slot per second, up to the configured cap.
+    assert len(pacer.acquire(big, 30.0, want=20).leases) == 15  # 20 minus the 5 still held
+
+
+def test_campaign_state_gates_acquire(pacer: Pacer) -> None:
+    pacer.redis.hset(keys.campaign("CP1"), "state", "paused")
+    assert pacer.acquire(lane(campaign="CP1"), 1.0).reason == "paused"
+    pacer.redis.hset(keys.campaign("CP1"), "state", "active")
+    assert pacer.acquire(lane(campaign="CP1"), 1.0).leases
+
+
+def test_backlog_hands_out_places_in_line(pacer: Pacer) -> None:
+    slow = lane(interval=1.0, cap=100)
+    pacer.acquire(slow, 0.0)
+    dues = [pacer.backlog_due(slow, 0.0) for _ in range(3)]
+    lead = pacer.settings.pace_max_wait / 2
+    assert dues == pytest.approx([2.0 - lead, 3.0 - lead, 4.0 - lead])
+
+
+def test_sender_rate_defaults_by_type(settings: Settings) -> None:
+    settings.sender_rates["+14155550100"] = 7
+    assert sender_rate("+14155550100", settings) == 7
+    assert sender_rate("+14155550111", settings) == settings.long_code_mps == 1
+    assert sender_rate("+18005550100", settings) == 3
+    assert sender_rate("12345", settings) == 100
+    assert sender_rate("MG" + "0" * 32, settings) == 10
