@@ -151,9 +151,7 @@ def reference(fake: FakeTwilioProc, n: int, which: str) -> Row:
     else:
         pool, concurrency, name = "threads", ref.STANDARD_CONCURRENCY, "standard done right"
     worker = reference_worker(env, pool, concurrency, name=which)
-    seconds, cpu, fake_cpu = _measure(
-        worker, fake, lambda: results.dbsize() >= n, n, name
-    )
+    seconds, cpu, fake_cpu = _measure(worker, fake, lambda: results.dbsize() >= n, n, name)
     _check_fake(fake, n, name)
     return Row(name, f"{pool} x{concurrency}", n, seconds, cpu, fake_cpu, concurrency)
 

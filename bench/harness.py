@@ -311,7 +311,8 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("| " + " | ".join("-" * w for w in widths) + " |")
     for row in cells:
-        aligned = [c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        pairs = enumerate(zip(row, widths, strict=True))
+        aligned = [c.rjust(w) if i else c.ljust(w) for i, (c, w) in pairs]
         print("| " + " | ".join(aligned) + " |")
     sys.stdout.flush()
 
