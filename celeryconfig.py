@@ -34,7 +34,7 @@ task_create_missing_queues = True
 worker_pool = "threads"
 worker_concurrency = _settings.worker_concurrency
 worker_prefetch_multiplier = 4
-# Pacing is global, in Redis (worker/pacing); Celery's per-worker rate limits stay off, which
+# Pacing is global, in Redis (DESIGN.md); Celery's per-worker rate limits stay off, which
 # also spares the consumer a token-bucket check per message.
 worker_disable_rate_limits = True
 worker_hijack_root_logger = False
