@@ -8,13 +8,29 @@ connection pool is thread-safe, so one per channel (per pool) serves every threa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 from kombu.transport import redis as kombu_redis
 
 
+class QoS(kombu_redis.QoS):
+    @contextmanager
+    def pipe_or_acquire(self, pipe: Any = None, client: Any = None) -> Iterator[Any]:
+        # Recording a delivery (ZADD index + HSET payload) and an ack (ZREM + HDEL) need one
+        # round trip, not MULTI/EXEC: the index is only read for entries older than the
+        # visibility timeout, and a missing payload there is skipped.
+        if pipe:
+            yield pipe
+        else:
+            with self.channel.conn_or_acquire(client) as conn:
+                yield conn.pipeline(transaction=False)
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
     _shared_client: Any = None
 
     def _create_client(self, asynchronous: bool = False) -> Any:
