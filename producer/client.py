@@ -50,6 +50,7 @@ from producer.schemas import (
 )
 from producer.settings import Settings, get_settings
 from producer.store import JobStore, is_final
+from producer.writer import JobWriter
 
 MAX_SCHEDULE_AHEAD = timedelta(days=35)
 
@@ -116,9 +117,7 @@ class Client:
         self.dispatcher = dispatcher or Dispatcher(self.settings)
         # `asubmit` opens its own connections to the same server, so not with an injected client.
         self._async_ok = redis_client is None
-        self._aredis_by_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedis] = (
-            WeakKeyDictionary()
-        )
+        self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, JobWriter] = WeakKeyDictionary()
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -188,8 +187,8 @@ class Client:
         owner: str = "",
     ) -> Submission:
         """`submit` for an event loop. A plain send (no idempotency key, no sendAt, the broker
-        on the job store's Redis) is one round trip on an asyncio connection; anything else
-        runs `submit` in a thread."""
+        on the job store's Redis) is written with the other sends in flight on this loop
+        (producer.writer); anything else runs `submit` in a thread."""
         request = self.validate(kind, payload)
         if (
             idempotency_key
@@ -205,25 +204,22 @@ class Client:
         params = twilio_params(request)
         job_id = new_job_id()
         fields = self._fields(kind, request, params, account_sid, token, JobStatus.queued, owner)
-        pipe = self._aredis().pipeline(transaction=True)
-        self.store.write(pipe, job_id, fields)
-        self.dispatcher.queue_in(pipe, [job_id])
         try:
-            await pipe.execute()
+            await self._writer().write(job_id, fields)
         except (redis.RedisError, OSError) as exc:
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
         return Submission(job_id, JobStatus.queued, created=True)
 
-    def _aredis(self) -> AsyncRedis:
-        """An asyncio Redis client for the running event loop (its connections belong to it)."""
+    def _writer(self) -> JobWriter:
+        """The coalescing writer of the running event loop (its connections belong to it)."""
         loop = asyncio.get_running_loop()
-        client = self._aredis_by_loop.get(loop)
-        if client is None:
-            client = AsyncRedis.from_url(
+        writer = self._writers.get(loop)
+        if writer is None:
+            aredis = AsyncRedis.from_url(
                 self.settings.store_url, decode_responses=True, health_check_interval=10
             )
-            self._aredis_by_loop[loop] = client
-        return client
+            writer = self._writers[loop] = JobWriter(aredis, self.store, self.dispatcher)
+        return writer
 
     def _fields(
         self,
@@ -239,7 +235,7 @@ class Client:
             kind,
             params,
             account_sid,
-            self.cipher.encrypt(token),
+            self.cipher.encrypt_recent(token),
             status=status,
             owner=owner,
             callback_url=str(request.callbackUrl) if request.callbackUrl else None,
