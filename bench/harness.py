@@ -267,6 +267,19 @@ def wait_for(
         time.sleep(interval)
 
 
+def redis_stalls(since: float) -> tuple[int, float]:
+    """Commands slower than 10 ms on the Redis server since `since` (unix time), from any
+    client: on a shared machine other people's FLUSHDBs stall everyone for tens of ms.
+    Returns how many and the longest in ms."""
+    conn = connect()
+    try:
+        entries = conn.slowlog_get(128)
+    finally:
+        conn.close()
+    slow = [e["duration"] / 1000 for e in entries if e["start_time"] >= since]
+    return len(slow), max(slow, default=0.0)
+
+
 def job_statuses(conn: redis.Redis, job_ids: Iterable[str]) -> dict[str, int]:
     from producer import keys
 
