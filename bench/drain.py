@@ -33,6 +33,7 @@ from bench.harness import (  # noqa: E402
     FakeTwilioProc,
     Proc,
     apply_env,
+    bulk_enqueue,
     connect,
     flush,
     job_statuses,
@@ -105,12 +106,7 @@ def ours(fake: FakeTwilioProc, n: int, concurrency: int = RECOMMENDED_CONCURRENC
     fake.reset()
     env = service_env(fake.url, TWILIO_JOBS_WORKER_CONCURRENCY=str(concurrency))
     apply_env(env)
-    from producer.client import Client
-    from producer.schemas import JobKind
-
-    client = Client()
-    job_ids = [client.submit(JobKind.sendSms, SMS).job_id for _ in range(n)]
-    client.close()
+    job_ids = bulk_enqueue(n)
     conn = connect()
     pending = set(job_ids)
 

@@ -29,6 +29,7 @@ from bench.harness import (  # noqa: E402
     FakeTwilioProc,
     Proc,
     apply_env,
+    bulk_enqueue,
     connect,
     flush,
     machine_line,
@@ -73,15 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     with FakeTwilioProc(latency=0.1) as fake:
         env = service_env(fake.url)
         apply_env(env)
-        from producer.client import Client
-        from producer.schemas import JobKind
-
         flush()
         idle = idle_rss(our_worker(env))
-        client = Client()
-        for _ in range(n):
-            client.submit(JobKind.sendSms, SMS)
-        client.close()
+        bulk_enqueue(n)
         conn = connect()
         _, peak = profile(our_worker(env), lambda: queue_idle(conn, QUEUE), 120 + n / 20)
         rows.append(["twilio-jobs worker", f"threads x{RECOMMENDED_CONCURRENCY}", idle, peak])

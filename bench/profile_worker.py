@@ -24,9 +24,9 @@ if __package__ in (None, ""):
 
 from bench.harness import (  # noqa: E402
     QUEUE,
-    SMS,
     FakeTwilioProc,
     apply_env,
+    bulk_enqueue,
     connect,
     flush,
     machine_line,
@@ -114,13 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     with FakeTwilioProc(latency=args.latency) as fake:
         env = service_env(fake.url)
         apply_env(env)
-        from producer.client import Client
-        from producer.schemas import JobKind
-
-        client = Client()
-        for _ in range(args.n):
-            client.submit(JobKind.sendSms, SMS)
-        client.close()
+        bulk_enqueue(args.n)
         conn = connect()
         raw = Path(args.raw or tempfile.mktemp(suffix=".txt", prefix="py-spy-"))
         worker = our_worker(env).start()
