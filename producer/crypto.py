@@ -23,6 +23,7 @@ class Cipher:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret, b"twilio-jobs/credentials")))
         self._mac_key = _derive(secret, b"twilio-jobs/tokens")
         self._recent: dict[str, tuple[float, str]] = {}
+        self._decrypted: dict[str, str] = {}
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
@@ -43,10 +44,19 @@ class Cipher:
         return ciphertext
 
     def decrypt(self, ciphertext: str) -> str:
+        # Producers reuse a ciphertext for a minute (`encrypt_recent`), so a worker sees the
+        # same one job after job: remember the last ones instead of decrypting each time.
+        plaintext = self._decrypted.get(ciphertext)
+        if plaintext is not None:
+            return plaintext
         try:
-            return self._fernet.decrypt(ciphertext.encode()).decode()
+            plaintext = self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
             raise ValueError("credentials cannot be decrypted with this secret key") from exc
+        if len(self._decrypted) >= 1024:
+            self._decrypted.clear()
+        self._decrypted[ciphertext] = plaintext
+        return plaintext
 
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()

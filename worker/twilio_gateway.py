@@ -12,7 +12,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-import urllib3
 from twilio.base.exceptions import TwilioRestException
 from twilio.http import HttpClient
 from twilio.http.response import Response
@@ -20,6 +19,7 @@ from twilio.rest import Client
 
 from producer.schemas import JobKind
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
+from worker.http_pool import HostPool
 
 log = logging.getLogger("twilio_jobs.gateway")
 
@@ -30,26 +30,23 @@ MAX_CACHED_ACCOUNTS = 1024
 
 
 class BaseUrlHttpClient(HttpClient):  # type: ignore[misc]
-    """twilio-python's HttpClient on one urllib3 connection pool, sending every request to
-    `base_url` instead of api.twilio.com (so TWILIO_EDGE / TWILIO_REGION cannot redirect it).
+    """twilio-python's HttpClient on one keep-alive connection pool (worker.http_pool),
+    sending every request to `base_url` instead of api.twilio.com (so TWILIO_EDGE /
+    TWILIO_REGION cannot redirect it).
 
-    twilio-python builds the request (auth, headers, form); this only moves the bytes. It skips
-    requests' per-call session work (environment proxy lookup, hooks, cookies), a large share
-    of a job's CPU in a profile (docs/benchmarks.md). No retries and no redirects: what a
-    failure means is decided in `classify_transport_error`.
+    twilio-python builds the request (auth, headers, form); this only moves the bytes, without
+    requests' per-call session work (environment proxy lookup, hooks, cookies) that was a large
+    share of a job's CPU in a profile (docs/benchmarks.md). No retries and no redirects; a
+    transport failure is raised already classified (worker.errors).
     """
 
     def __init__(self, base_url: str, pool_size: int, connect_timeout: float, read_timeout: float):
         super().__init__(log, False, read_timeout)
-        self.pool = urllib3.PoolManager(
-            num_pools=4,
-            maxsize=pool_size,
-            retries=False,
-            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-        )
-        self._connect_timeout = connect_timeout
         base = urlsplit(base_url.rstrip("/"))
-        self._origin = f"{base.scheme}://{base.netloc}{base.path}"
+        self.pool = HostPool(
+            f"{base.scheme}://{base.netloc}", pool_size, connect_timeout, read_timeout
+        )
+        self._prefix = base.path
         self._auth: dict[tuple[str, str], str] = {}
 
     def request(
@@ -64,7 +61,7 @@ class BaseUrlHttpClient(HttpClient):  # type: ignore[misc]
         allow_redirects: bool = False,
     ) -> Response:
         parts = urlsplit(url)
-        target = self._origin + parts.path
+        target = self._prefix + parts.path
         query = [parts.query] if parts.query else []
         if params:
             query.append(urlencode({k: v for k, v in params.items() if v is not None}, True))
@@ -73,16 +70,9 @@ class BaseUrlHttpClient(HttpClient):  # type: ignore[misc]
         fields = dict(headers or {})
         if auth is not None:
             fields["Authorization"] = self._basic(auth)
-        body = urlencode(data, doseq=True) if data else None
-        reply = self.pool.request(
-            method,
-            target,
-            body=body,
-            headers=fields,
-            redirect=False,
-            timeout=None if timeout is None else urllib3.Timeout(self._connect_timeout, timeout),
-        )
-        return Response(reply.status, reply.data.decode("utf-8", "replace"), reply.headers)
+        body = urlencode(data, doseq=True).encode() if data else None
+        reply = self.pool.request(method, target, body, fields, timeout)
+        return Response(reply.status, reply.body.decode("utf-8", "replace"), reply.headers)
 
     def _basic(self, auth: tuple[str, str]) -> str:
         value = self._auth.get(auth)
@@ -120,21 +110,6 @@ def classify_rest_error(exc: TwilioRestException, headers: Mapping[str, str] | N
     return AmbiguousError(message, **kwargs)
 
 
-def classify_transport_error(exc: urllib3.exceptions.HTTPError) -> SendError:
-    """Did the request leave this machine? If it may have, the outcome is ambiguous."""
-    if isinstance(exc, urllib3.exceptions.NewConnectionError):
-        # Refused, unreachable, DNS: no connection, so nothing was sent.
-        return RetryableError(f"Could not connect to Twilio: {type(exc).__name__}")
-    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-        return RetryableError("Could not connect to Twilio: connection timed out")
-    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return AmbiguousError("Twilio did not answer in time (read timeout)")
-    if isinstance(exc, urllib3.exceptions.ProtocolError):
-        reason = exc.args[1] if len(exc.args) > 1 else exc
-        return AmbiguousError(f"Connection to Twilio lost after sending: {type(reason).__name__}")
-    return AmbiguousError(f"Request to Twilio failed: {type(exc).__name__}")
-
-
 class TwilioGateway:
     def __init__(
         self,
@@ -161,10 +136,8 @@ class TwilioGateway:
         return version
 
     def _call(self, version: Any, method: str, uri: str, failure: str, **kwargs: Any) -> Any:
-        try:
-            response = version.request(method, uri, headers=FORM_HEADERS, **kwargs)
-        except urllib3.exceptions.HTTPError as exc:
-            raise classify_transport_error(exc) from None
+        # Transport failures come out of worker.http_pool already classified.
+        response = version.request(method, uri, headers=FORM_HEADERS, **kwargs)
         if not 200 <= response.status_code < 300:
             error = version.exception(method, uri, response, failure)
             raise classify_rest_error(error, response.headers) from None
