@@ -124,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
         results = measure_routes(
             [
                 ("trivial FastAPI route", "bench.apps:trivial_app", "/trivial"),
+                (
+                    "sendSms signature, validation only",
+                    "bench.apps:validate_only_app",
+                    "/api/twilio/sendSms",
+                ),
                 ("POST /api/twilio/sendSms", "producer.api:create_app", "/api/twilio/sendSms"),
             ],
             env,
