@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import redis
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -123,14 +123,18 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         return envelope_response(503, "The job store is unavailable; try again")
 
     async def submit(
-        kind: JobKind, body: Any, idempotency_key: str | None, who: str, response: Response
-    ) -> Accepted:
+        kind: JobKind, body: Any, idempotency_key: str | None, who: str
+    ) -> JSONResponse:
         submission = await jobs().asubmit(kind, body, idempotency_key=idempotency_key, owner=who)
-        response.status_code = 202 if submission.created else 200
-        return Accepted(
-            jobId=submission.job_id,
-            status=submission.status,
-            statusUrl=f"/api/jobs/{submission.job_id}",
+        # Answered as a ready response (the shape of `Accepted`, which documents it): FastAPI's
+        # response-model pass cost a tenth of the route's CPU.
+        return JSONResponse(
+            {
+                "jobId": submission.job_id,
+                "status": submission.status.value,
+                "statusUrl": f"/api/jobs/{submission.job_id}",
+            },
+            status_code=202 if submission.created else 200,
         )
 
     IdemHeader = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
@@ -138,29 +142,23 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     @app.post(
         "/api/twilio/sendSms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
     )
-    async def send_sms(
-        body: SmsRequest, response: Response, who: Owner, idem: IdemHeader = None
-    ) -> Accepted:
+    async def send_sms(body: SmsRequest, who: Owner, idem: IdemHeader = None) -> JSONResponse:
         """Queue a text message. Answers at once with the job id; the result comes later."""
-        return await submit(JobKind.sendSms, body, idem, who, response)
+        return await submit(JobKind.sendSms, body, idem, who)
 
     @app.post(
         "/api/twilio/sendMms", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
     )
-    async def send_mms(
-        body: MmsRequest, response: Response, who: Owner, idem: IdemHeader = None
-    ) -> Accepted:
+    async def send_mms(body: MmsRequest, who: Owner, idem: IdemHeader = None) -> JSONResponse:
         """Queue a media message."""
-        return await submit(JobKind.sendMms, body, idem, who, response)
+        return await submit(JobKind.sendMms, body, idem, who)
 
     @app.post(
         "/api/twilio/makeCall", status_code=202, response_model=Accepted, responses=ERROR_RESPONSES
     )
-    async def make_call(
-        body: CallRequest, response: Response, who: Owner, idem: IdemHeader = None
-    ) -> Accepted:
+    async def make_call(body: CallRequest, who: Owner, idem: IdemHeader = None) -> JSONResponse:
         """Queue a voice call."""
-        return await submit(JobKind.makeCall, body, idem, who, response)
+        return await submit(JobKind.makeCall, body, idem, who)
 
     @app.get("/api/jobs/{job_id}", response_model=JobRecord, responses=ERROR_RESPONSES)
     async def get_job(
