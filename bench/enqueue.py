@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 ("trivial FastAPI route", "bench.apps:trivial_app", "/trivial"),
                 (
-                    "sendSms signature, validation only",
+                    "sendSms via FastAPI parameters, no enqueue",
                     "bench.apps:validate_only_app",
                     "/api/twilio/sendSms",
                 ),
