@@ -75,3 +75,31 @@ def test_cipher_reuses_recent_ciphertext_and_remembers_decryptions() -> None:
     assert cipher.encrypt("token") != a  # plain encrypt is never reused
     assert cipher.decrypt(a) == cipher.decrypt(a) == "token"
     assert Cipher("j" * 40).encrypt_recent("token") != a
+
+
+def test_send_route_reads_the_body_as_fastapi_would(
+    client: Client, redis_conn: redis.Redis
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from producer.api import create_app
+
+    with TestClient(create_app(client.settings, client)) as http:
+        as_text = http.post(
+            "/api/twilio/sendSms",
+            content=json.dumps(SEED_SMS),
+            headers={"Content-Type": "text/plain"},
+        )
+        assert as_text.status_code == 400
+        assert as_text.json()["contextWrites"]["to"] == "Request body must be a JSON object"
+        untyped = http.post("/api/twilio/sendSms", content=json.dumps(SEED_SMS))
+        assert untyped.status_code == 202
+        long_key = http.post(
+            "/api/twilio/sendSms", json=SEED_SMS, headers={"Idempotency-Key": "k" * 256}
+        )
+        assert long_key.status_code == 400
+        operation = http.get("/openapi.json").json()["paths"]["/api/twilio/makeCall"]["post"]
+        schema = operation["requestBody"]["content"]["application/json"]["schema"]
+        assert {"url", "twiml", "from", "to"} <= set(schema["properties"])
+        assert [p["name"] for p in operation["parameters"]] == ["Idempotency-Key"]
+    assert len(queued_job_ids(redis_conn)) == 1
