@@ -35,7 +35,8 @@ def _start_scheduler(sender: Any = None, **_: Any) -> None:
     quiet_twilio_logging()
     start_scheduler()
     # Everything loaded so far lives as long as the process: keep it out of the collector's
-    # full passes, which otherwise walk all of it every few thousand jobs (tens of ms each).
+    # full passes, which otherwise walk all of it again and again (80-100 ms a pass in the
+    # API process, docs/benchmarks.md).
     gc.collect()
     gc.freeze()
 
