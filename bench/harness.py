@@ -8,8 +8,10 @@ the workers as child processes on free loopback ports. Every wait has a deadline
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -47,6 +49,8 @@ SMS = {
 }
 
 _LOG_DIR = Path(tempfile.mkdtemp(prefix="twilio-jobs-bench-"))
+if not os.environ.get("BENCH_KEEP_LOGS"):
+    atexit.register(shutil.rmtree, _LOG_DIR, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -361,7 +365,8 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]
 
 def machine_line() -> str:
     load = os.getloadavg()
+    logs = f"; logs in {_LOG_DIR}" if os.environ.get("BENCH_KEEP_LOGS") else ""
     return (
         f"machine: {os.cpu_count()} cores, load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
-        f"python {sys.version.split()[0]}; redis {REDIS_URL}"
+        f"python {sys.version.split()[0]}; redis {REDIS_URL}{logs}"
     )
