@@ -44,6 +44,9 @@ task_create_missing_queues = True
 worker_pool = "threads"
 worker_concurrency = _settings.worker_concurrency
 worker_prefetch_multiplier = 4
+# Pacing is global, in Redis (DESIGN.md); Celery's per-worker rate limits stay off, which
+# also spares the consumer a token-bucket check per message.
+worker_disable_rate_limits = True
 worker_hijack_root_logger = False
 worker_send_task_events = False
 task_send_sent_event = False

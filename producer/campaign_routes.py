@@ -11,7 +11,7 @@ from producer.client import Client
 from producer.schemas import JobStatus
 
 
-def campaign_router(jobs: Callable[[], Client], owner: Callable[..., str]) -> APIRouter:
+def campaign_router(jobs: Callable[[], Client], owner: Callable[..., Any]) -> APIRouter:
     router = APIRouter(tags=["campaigns"])
     Owner = Annotated[str, Depends(owner)]
 

@@ -13,6 +13,7 @@ The HTTP API calls `Client.submit` too: there is one validation and one code pat
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import redis
 from pydantic import ValidationError
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from producer import keys
 from producer.crypto import Cipher
@@ -49,6 +52,7 @@ from producer.schemas import (
 )
 from producer.settings import Settings, get_settings
 from producer.store import JobStore, is_final
+from producer.writer import JobWriter
 
 if TYPE_CHECKING:
     from producer.campaign_state import CampaignState
@@ -119,6 +123,9 @@ class Client:
         self.store = JobStore(self.redis, self.settings.result_ttl)
         self.dispatcher = dispatcher or Dispatcher(self.settings)
         self.webhooks = Outbox(self.redis, self.settings, self.dispatcher.send_webhooks)
+        # `asubmit` opens its own connections to the same server, so not with an injected client.
+        self._async_ok = redis_client is None
+        self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, JobWriter] = WeakKeyDictionary()
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -161,15 +168,7 @@ class Client:
             if existing:
                 return Submission(existing, JobStatus(self._status(existing)), created=False)
         status = JobStatus.scheduled if due else JobStatus.queued
-        fields = self.store.new_job_fields(
-            kind,
-            params,
-            account_sid,
-            self.cipher.encrypt(token),
-            status=status,
-            owner=owner,
-            callback_url=str(request.callbackUrl) if request.callbackUrl else None,
-        )
+        fields = self._fields(kind, request, params, account_sid, token, status, owner)
         try:
             pipe = self.redis.pipeline(transaction=True)
             self.store.write(pipe, job_id, fields)
@@ -177,8 +176,9 @@ class Client:
             # task message lost by the broker (a worker killed between taking it and recording
             # it as unacked) is handed out again. The ledger makes the spare delivery harmless.
             self.store.schedule(pipe, job_id, due or time.time() + self.settings.requeue_after)
+            queued = not due and self.dispatcher.queue_in(pipe, [job_id])
             pipe.execute()
-            if not due:
+            if not due and not queued:
                 self.dispatcher.send([job_id])
         except (redis.RedisError, OSError) as exc:
             self._forget(job_id, owner, key)
@@ -187,6 +187,71 @@ class Client:
             self._forget(job_id, owner, key)
             raise ServiceUnavailable("The queue is unavailable; try again") from exc
         return Submission(job_id, status, created=True)
+
+    async def asubmit(
+        self,
+        kind: JobKind,
+        payload: Mapping[str, Any] | _SendBase,
+        *,
+        idempotency_key: str | None = None,
+        owner: str = "",
+    ) -> Submission:
+        """`submit` for an event loop. A plain send (no idempotency key, no sendAt, the broker
+        on the job store's Redis) is written with the other sends in flight on this loop
+        (producer.writer); anything else runs `submit` in a thread."""
+        request = self.validate(kind, payload)
+        if (
+            idempotency_key
+            or request.idempotencyKey
+            or request.sendAt
+            or not self._async_ok
+            or not self.dispatcher.shares_store
+        ):
+            return await asyncio.to_thread(
+                self.submit, kind, request, idempotency_key=idempotency_key, owner=owner
+            )
+        account_sid, token = self._credentials(request)
+        params = twilio_params(request)
+        job_id = new_job_id()
+        fields = self._fields(kind, request, params, account_sid, token, JobStatus.queued, owner)
+        try:
+            await self._writer().write(job_id, fields)
+        except (redis.RedisError, OSError) as exc:
+            raise ServiceUnavailable("The job store is unavailable; try again") from exc
+        return Submission(job_id, JobStatus.queued, created=True)
+
+    def _writer(self) -> JobWriter:
+        """The coalescing writer of the running event loop (its connections belong to it)."""
+        loop = asyncio.get_running_loop()
+        writer = self._writers.get(loop)
+        if writer is None:
+            aredis = AsyncRedis.from_url(
+                self.settings.store_url, decode_responses=True, health_check_interval=10
+            )
+            writer = self._writers[loop] = JobWriter(
+                aredis, self.store, self.dispatcher, self.settings.requeue_after
+            )
+        return writer
+
+    def _fields(
+        self,
+        kind: JobKind,
+        request: _SendBase,
+        params: Mapping[str, Any],
+        account_sid: str,
+        token: str,
+        status: JobStatus,
+        owner: str,
+    ) -> dict[str, str]:
+        return self.store.new_job_fields(
+            kind,
+            params,
+            account_sid,
+            self.cipher.encrypt_recent(token),
+            status=status,
+            owner=owner,
+            callback_url=str(request.callbackUrl) if request.callbackUrl else None,
+        )
 
     def _credentials(self, request: _SendBase) -> tuple[str, str]:
         sid = request.accountSid

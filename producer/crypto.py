@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
@@ -21,15 +22,41 @@ class Cipher:
     def __init__(self, secret: str) -> None:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret, b"twilio-jobs/credentials")))
         self._mac_key = _derive(secret, b"twilio-jobs/tokens")
+        self._recent: dict[str, tuple[float, str]] = {}
+        self._decrypted: dict[str, str] = {}
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()
 
+    def encrypt_recent(self, plaintext: str, max_age: float = 60.0) -> str:
+        """`encrypt`, reusing the ciphertext made for the same plaintext within `max_age`
+        seconds: a burst of jobs on one account costs one encryption, not one per job. Records
+        holding the same ciphertext show that their tokens are equal, which the account SID
+        beside it shows anyway."""
+        now = time.monotonic()
+        hit = self._recent.get(plaintext)
+        if hit is not None and now - hit[0] < max_age:
+            return hit[1]
+        ciphertext = self.encrypt(plaintext)
+        if len(self._recent) >= 1024:
+            self._recent.clear()
+        self._recent[plaintext] = (now, ciphertext)
+        return ciphertext
+
     def decrypt(self, ciphertext: str) -> str:
+        # Producers reuse a ciphertext for a minute (`encrypt_recent`), so a worker sees the
+        # same one job after job: remember the last ones instead of decrypting each time.
+        plaintext = self._decrypted.get(ciphertext)
+        if plaintext is not None:
+            return plaintext
         try:
-            return self._fernet.decrypt(ciphertext.encode()).decode()
+            plaintext = self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken as exc:
             raise ValueError("credentials cannot be decrypted with this secret key") from exc
+        if len(self._decrypted) >= 1024:
+            self._decrypted.clear()
+        self._decrypted[ciphertext] = plaintext
+        return plaintext
 
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()

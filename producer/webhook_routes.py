@@ -14,7 +14,7 @@ from producer.schemas import JobRecord
 from producer.status_callbacks import ROUTE, StatusCallbacks
 
 
-def webhook_router(client: Client, owner: Callable[..., str]) -> APIRouter:
+def webhook_router(client: Client, owner: Callable[..., Any]) -> APIRouter:
     router = APIRouter()
     Owner = Annotated[str, Depends(owner)]
     callbacks = StatusCallbacks(client.redis, client.settings, client.cipher, client.webhooks)

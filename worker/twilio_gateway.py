@@ -3,49 +3,86 @@ a configurable base URL, and the translation of every failure into `worker.error
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.http_client import TwilioHttpClient
+from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
 from producer.schemas import JobKind
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
+from worker.http_pool import HostPool
 
 log = logging.getLogger("twilio_jobs.gateway")
 
 SAFE_TO_RETRY = frozenset({429, 503})
 AMBIGUOUS = frozenset({500, 502, 504})
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
+MAX_CACHED_ACCOUNTS = 1024
 
 
-class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
-    """TwilioHttpClient that sends every request to `base_url` instead of api.twilio.com
-    (so TWILIO_EDGE / TWILIO_REGION cannot redirect it), on one pooled session."""
+class BaseUrlHttpClient(HttpClient):  # type: ignore[misc]
+    """twilio-python's HttpClient on one keep-alive connection pool (worker.http_pool),
+    sending every request to `base_url` instead of api.twilio.com (so TWILIO_EDGE /
+    TWILIO_REGION cannot redirect it).
+
+    twilio-python builds the request (auth, headers, form); this only moves the bytes, without
+    requests' per-call session work (environment proxy lookup, hooks, cookies) that was a large
+    share of a job's CPU in a profile (docs/benchmarks.md). No retries and no redirects; a
+    transport failure is raised already classified (worker.errors).
+    """
 
     def __init__(self, base_url: str, pool_size: int, connect_timeout: float, read_timeout: float):
-        super().__init__(pool_connections=True)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        assert self.session is not None
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        super().__init__(log, False, read_timeout)
         base = urlsplit(base_url.rstrip("/"))
-        self._scheme, self._netloc, self._prefix = base.scheme, base.netloc, base.path
-        self.timeout = (connect_timeout, read_timeout)
+        self.pool = HostPool(
+            f"{base.scheme}://{base.netloc}", pool_size, connect_timeout, read_timeout
+        )
+        self._prefix = base.path
+        self._auth: dict[tuple[str, str], str] = {}
 
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+    def request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
         parts = urlsplit(url)
-        url = urlunsplit((self._scheme, self._netloc, self._prefix + parts.path, parts.query, ""))
-        return super().request(method, url, *args, **kwargs)
+        target = self._prefix + parts.path
+        query = [parts.query] if parts.query else []
+        if params:
+            query.append(urlencode({k: v for k, v in params.items() if v is not None}, True))
+        if query:
+            target += "?" + "&".join(query)
+        fields = dict(headers or {})
+        if auth is not None:
+            fields["Authorization"] = self._basic(auth)
+        body = urlencode(data, doseq=True).encode() if data else None
+        reply = self.pool.request(method, target, body, fields, timeout)
+        return Response(reply.status, reply.body.decode("utf-8", "replace"), reply.headers)
+
+    def _basic(self, auth: tuple[str, str]) -> str:
+        value = self._auth.get(auth)
+        if value is None:
+            raw = f"{auth[0]}:{auth[1]}".encode()
+            value = "Basic " + base64.b64encode(raw).decode()
+            if len(self._auth) > 1024:
+                self._auth.clear()
+            self._auth[auth] = value
+        return value
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
@@ -73,21 +110,6 @@ def classify_rest_error(exc: TwilioRestException, headers: Mapping[str, str] | N
     return AmbiguousError(message, **kwargs)
 
 
-def classify_transport_error(exc: requests.RequestException) -> SendError:
-    """Did the request leave this machine? If it may have, the outcome is ambiguous."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return RetryableError("Could not connect to Twilio: connection timed out")
-    if isinstance(exc, requests.ReadTimeout):
-        return AmbiguousError("Twilio did not answer in time (read timeout)")
-    if isinstance(exc, requests.ConnectionError):
-        reason = getattr(exc.args[0], "reason", None) if exc.args else None
-        text = type(reason or exc).__name__
-        if reason is not None and "NewConnectionError" in type(reason).__name__:
-            return RetryableError(f"Could not connect to Twilio: {text}")
-        return AmbiguousError(f"Connection to Twilio lost after sending: {text}")
-    return AmbiguousError(f"Request to Twilio failed: {type(exc).__name__}")
-
-
 class TwilioGateway:
     def __init__(
         self,
@@ -99,16 +121,23 @@ class TwilioGateway:
     ) -> None:
         self.http = BaseUrlHttpClient(base_url, pool_size, connect_timeout, read_timeout)
         self._env = {"TWILIO_JOBS": "1"}  # keeps twilio-python from reading os.environ
+        self._versions: dict[tuple[str, str], Any] = {}
 
     def _version(self, account_sid: str, token: str) -> Any:
-        client = Client(account_sid, token, http_client=self.http, environment=self._env)
-        return client.api.v2010
+        """twilio-python's API version object for these credentials, built once per account
+        (a Client per job cost more CPU than the request it made)."""
+        version = self._versions.get((account_sid, token))
+        if version is None:
+            client = Client(account_sid, token, http_client=self.http, environment=self._env)
+            version = client.api.v2010
+            if len(self._versions) >= MAX_CACHED_ACCOUNTS:
+                self._versions.clear()
+            self._versions[(account_sid, token)] = version
+        return version
 
     def _call(self, version: Any, method: str, uri: str, failure: str, **kwargs: Any) -> Any:
-        try:
-            response = version.request(method, uri, headers=FORM_HEADERS, **kwargs)
-        except requests.RequestException as exc:
-            raise classify_transport_error(exc) from None
+        # Transport failures come out of worker.http_pool already classified.
+        response = version.request(method, uri, headers=FORM_HEADERS, **kwargs)
         if not 200 <= response.status_code < 300:
             error = version.exception(method, uri, response, failure)
             raise classify_rest_error(error, response.headers) from None

@@ -1,0 +1,69 @@
+"""Coalesced job writes for an event loop (the HTTP API's send routes).
+
+Each accepted job needs its record written and its task message pushed. Done one request at a
+time, redis-py's per-call machinery cost more CPU than the rest of the route (docs/
+benchmarks.md). Here every job that arrives while a write is in flight joins the next one: one
+MULTI/EXEC pipeline (all records, one LPUSH of all messages) per round trip, however many
+requests are waiting. A request is answered only after its batch was written; a failed batch
+fails each of its requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+
+from redis.asyncio import Redis as AsyncRedis
+
+from producer.dispatch import Dispatcher
+from producer.store import JobStore
+
+MAX_BATCH = 256
+
+
+class JobWriter:
+    def __init__(
+        self, redis: AsyncRedis, store: JobStore, dispatcher: Dispatcher, requeue_after: float
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.dispatcher = dispatcher
+        self.requeue_after = requeue_after
+        self._pending: list[tuple[str, Mapping[str, str], asyncio.Future[None]]] = []
+        self._flushing = False
+
+    async def write(self, job_id: str, fields: Mapping[str, str]) -> None:
+        """Write the record and queue the task message of one job (broker = job store)."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((job_id, fields, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                pipe = self.redis.pipeline(transaction=True)
+                watchdog = time.time() + self.requeue_after  # see Client.submit
+                for job_id, fields, _ in batch:
+                    self.store.write(pipe, job_id, fields)
+                    self.store.schedule(pipe, job_id, watchdog)
+                self.dispatcher.queue_in(pipe, [job_id for job_id, _, _ in batch])
+                try:
+                    await pipe.execute()
+                except BaseException as exc:  # handed to every waiting request
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_result(None)
+        finally:
+            self._flushing = False
