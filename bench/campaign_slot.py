@@ -27,13 +27,9 @@ def recipients(n: int) -> list[str]:
 
 
 def create(client: Any, n: int) -> str:
-    """Accept one SMS campaign to `n` recipients; returns the campaign id.
-
-    Assumed signature (adapt here when the campaigns API settles):
-    `client.create_campaign(kind, template, recipients) -> campaign id or an object with .id`.
-    """
-    from producer.schemas import JobKind
-
+    """Accept one SMS campaign to `n` recipients; returns the campaign id."""
     template = {k: v for k, v in SMS.items() if k != "to"}
-    created = client.create_campaign(JobKind.sendSms, template, recipients(n))
-    return str(getattr(created, "campaign_id", None) or getattr(created, "id", None) or created)
+    created = client.create_campaign(
+        kind="sendSms", recipients=[{"to": to} for to in recipients(n)], **template
+    )
+    return str(created["campaignId"])

@@ -13,6 +13,7 @@ the clock and the CPU reading start when it reports ready and stop when the last
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import dataclass
@@ -179,7 +180,11 @@ def campaign(fake: FakeTwilioProc, n: int, processes: int = 2, in_flight: int = 
 
     flush()
     fake.reset()
-    env = service_env(fake.url, TWILIO_JOBS_ACCOUNT_MAX_IN_FLIGHT=str(in_flight))
+    env = service_env(
+        fake.url,
+        TWILIO_JOBS_ACCOUNT_MAX_IN_FLIGHT=str(in_flight),
+        TWILIO_JOBS_SENDER_RATES=json.dumps({SMS["from"]: 0}),  # the in-flight bound, not a rate
+    )
     apply_env(env)
     from producer.client import Client
 

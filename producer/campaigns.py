@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -243,6 +244,14 @@ class Campaigns:
         pipe.expire(keys.campaign(campaign_id), ttl)
         pipe.execute()
         write_jobs = self.redis.register_script(WRITE_JOBS)
+        # Watchdog entries (see Client.submit): a batch message lost by the broker is handed
+        # out again, but only well after the campaign should have been sent, so a slow-paced
+        # campaign is not queued twice over.
+        watchdog = (
+            time.time()
+            + self.settings.requeue_after
+            + 2 * self._estimate(kind, account_sid, base, jobs)
+        )
         done = 0
         for start in range(0, len(jobs), WRITE_CHUNK):
             chunk = jobs[start : start + WRITE_CHUNK]
@@ -258,8 +267,7 @@ class Campaigns:
                 args += (job_id, json.dumps(params, separators=(",", ":")))
             pipe = self.redis.pipeline(transaction=False)
             write_jobs(args=args, client=pipe)
-            if due:
-                pipe.zadd(keys.SCHEDULE, dict.fromkeys(ids, due))
+            pipe.zadd(keys.SCHEDULE, dict.fromkeys(ids, due or watchdog))
             pipe.rpush(keys.campaign_jobs(campaign_id), *ids)
             pipe.hincrby(keys.campaign_counts(campaign_id), status.value, len(ids))
             if start == 0:

@@ -30,6 +30,9 @@ from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwili
 pytestmark = pytest.mark.integration
 
 FINAL = ("succeeded", "failed", "cancelled", "suppressed")
+# A long code sends 1 message/s by default; these tests are about crashes, not pacing.
+UNPACED = '{"+15005550006": 0}'
+
 
 
 def sms(to: str = "+14155550100", **extra: Any) -> dict[str, Any]:
@@ -191,6 +194,7 @@ def test_chaos_kill_workers_while_they_run(
         fake_twilio.url,
         TWILIO_JOBS_VISIBILITY_TIMEOUT="4",
         TWILIO_JOBS_REQUEUE_AFTER="10",
+        TWILIO_JOBS_SENDER_RATES=UNPACED,
         TWILIO_JOBS_READ_TIMEOUT="1",
         TWILIO_JOBS_CONNECT_TIMEOUT="1",
     )
@@ -245,6 +249,7 @@ def test_redis_outage_answers_503_and_loses_nothing(
         redis_url=redis_server.url,
         TWILIO_JOBS_VISIBILITY_TIMEOUT="5",
         TWILIO_JOBS_REQUEUE_AFTER="10",
+        TWILIO_JOBS_SENDER_RATES=UNPACED,
     )
     settings = make_settings(env)
     fake_twilio.set_latency(0.02)
