@@ -34,7 +34,6 @@ FINAL = ("succeeded", "failed", "cancelled", "suppressed")
 UNPACED = '{"+15005550006": 0}'
 
 
-
 def sms(to: str = "+14155550100", **extra: Any) -> dict[str, Any]:
     return {
         "account_sid": DEFAULT_ACCOUNT_SID,
@@ -62,6 +61,19 @@ def statuses(conn: redis.Redis, job_ids: list[str]) -> Counter[str]:
 def all_final(conn: redis.Redis, job_ids: list[str]) -> bool:
     counts = statuses(conn, job_ids)
     return sum(counts[s] for s in FINAL) == len(job_ids)
+
+
+def wait_all_final(conn: redis.Redis, job_ids: list[str], timeout: float) -> None:
+    """Wait for every job to end; on time-out, say where the stragglers are."""
+    try:
+        wait_until(lambda: all_final(conn, job_ids), timeout=timeout, interval=0.5)
+    except AssertionError:
+        stuck = [j for j in job_ids if conn.hget(f"tj:job:{j}", "status") not in FINAL]
+        raise AssertionError(
+            f"not final: {statuses(conn, job_ids)}; e.g. {conn.hgetall(f'tj:job:{stuck[0]}')}"
+            f" queue={conn.llen('twilio_jobs')} unacked={conn.hlen('unacked')}"
+            f" schedule={conn.zrange('tj:schedule', 0, 4, withscores=True)} now={time.time()}"
+        ) from None
 
 
 # -- redelivery and concurrent workers ---------------------------------------------------------
@@ -212,15 +224,7 @@ def test_chaos_kill_workers_while_they_run(
             kills += 1
     start_worker(env, name="chaos-final-1")
     start_worker(env, name="chaos-final-2")
-    try:
-        wait_until(lambda: all_final(redis_conn, job_ids), timeout=300, interval=0.5)
-    except AssertionError:
-        stuck = [j for j in job_ids if redis_conn.hget(f"tj:job:{j}", "status") not in FINAL]
-        raise AssertionError(
-            f"not final: {statuses(redis_conn, job_ids)}; e.g. {redis_conn.hgetall(f'tj:job:{stuck[0]}')}"
-            f" queue={redis_conn.llen('twilio_jobs')} unacked={redis_conn.hlen('unacked')}"
-            f" schedule={redis_conn.zcard('tj:schedule')}"
-        ) from None
+    wait_all_final(redis_conn, job_ids, timeout=300)
     drained = time.monotonic() - started
     counts = statuses(redis_conn, job_ids)
     per_number = Counter(m["to"] for m in fake_twilio.messages)
@@ -279,15 +283,7 @@ def test_redis_outage_answers_503_and_loses_nothing(
             accepted.append(answer.json()["jobId"])
         conn = redis.Redis.from_url(redis_server.url, decode_responses=True)
         recovered_started = time.monotonic()
-        try:
-            wait_until(lambda: all_final(conn, accepted), timeout=90, interval=0.5)
-        except AssertionError:
-            stuck = [j for j in accepted if conn.hget(f"tj:job:{j}", "status") not in FINAL]
-            raise AssertionError(
-                f"not final: {statuses(conn, accepted)}; e.g. {conn.hgetall(f'tj:job:{stuck[0]}')}"
-                f" queue={conn.llen('twilio_jobs')} unacked={conn.hlen('unacked')}"
-                f" schedule={conn.zrange('tj:schedule', 0, -1, withscores=True)[:5]} now={time.time()}"
-            ) from None
+        wait_all_final(conn, accepted, timeout=90)
         counts = statuses(conn, accepted)
         per_number = Counter(m["to"] for m in fake_twilio.messages)
         print(
