@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -161,6 +162,10 @@ class WorkerProcess:
                 str(self.concurrency),
                 "-Q",
                 queues,
+                # Each worker its own node name: on RabbitMQ two workers named alike clash on
+                # their exclusive remote-control queue.
+                "-n",
+                f"{self.log_path.stem}-{uuid.uuid4().hex[:8]}@%h",
                 "--without-mingle",
                 "--without-gossip",
                 "--without-heartbeat",
