@@ -29,16 +29,28 @@ from producer.limits import account_cap, sender_of, sender_rate
 from producer.schemas import JobKind
 from producer.settings import Settings
 
+# Shared by the scripts below: the time (the caller's, or Redis's clock when ARGV gives ''),
+# and an account's AIMD limit grown back additively since it was last cut.
+PRELUDE = """
+local function tj_now(given)
+  local now = tonumber(given)
+  if now then return now end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+local function tj_recovered(limit, at, cap, per_second, now)
+  return math.min(cap, tonumber(limit) + (now - tonumber(at)) * per_second)
+end
+"""
+
 # KEYS: in-flight set, AIMD hash, rate lane (GCRA TAT), campaign hash (or a missing key).
 # ARGV: now ('' for Redis's clock), wanted, lease seconds, lease id prefix, configured in-flight
 # cap, seconds between sends (0: no rate limit), horizon, recovery per second, lease ids to free.
 # Returns {n, start...} (seconds from now) | {0, wait, reason} | {-1, campaign state}.
-ACQUIRE = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+ACQUIRE = (
+    PRELUDE
+    + """
+local now = tj_now(ARGV[1])
 for i = 9, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
 local state = redis.call('HGET', KEYS[4], 'state')
 if state and state ~= 'active' then return {-1, state} end
@@ -47,7 +59,7 @@ local cap = tonumber(ARGV[5])
 local limit = cap
 local a = redis.call('HMGET', KEYS[2], 'limit', 'at', 'hold')
 if a[1] then
-  limit = math.min(cap, tonumber(a[1]) + (now - tonumber(a[2])) * tonumber(ARGV[8]))
+  limit = tj_recovered(a[1], a[2], cap, tonumber(ARGV[8]), now)
 end
 if a[3] and tonumber(a[3]) > now then return {0, tostring(tonumber(a[3]) - now), 'hold'} end
 local n = math.min(tonumber(ARGV[2]), math.floor(limit) - redis.call('ZCARD', KEYS[1]))
@@ -73,19 +85,18 @@ end
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3]) * 1000) + 1000)
 return reply
 """
+)
 
 # KEYS: AIMD hash. ARGV: now, cap, recovery per second, cut interval, retry-after (0: none).
 # Returns the new limit.
-THROTTLE = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+THROTTLE = (
+    PRELUDE
+    + """
+local now = tj_now(ARGV[1])
 local cap, inc = tonumber(ARGV[2]), tonumber(ARGV[3])
 local a = redis.call('HMGET', KEYS[1], 'limit', 'at', 'cut', 'hold')
 local limit = cap
-if a[1] then limit = math.min(cap, tonumber(a[1]) + (now - tonumber(a[2])) * inc) end
+if a[1] then limit = tj_recovered(a[1], a[2], cap, inc, now) end
 if not a[3] or now - tonumber(a[3]) >= tonumber(ARGV[4]) then
   limit = math.max(1, math.floor(limit / 2))
   redis.call('HSET', KEYS[1], 'limit', tostring(limit), 'at', tostring(now), 'cut', tostring(now))
@@ -99,15 +110,14 @@ local keep = (cap - limit) / math.max(inc, 0.001) + math.max(0, hold - now) + 60
 redis.call('EXPIRE', KEYS[1], math.ceil(keep))
 return tostring(limit)
 """
+)
 
 # KEYS: backlog of the lane, its GCRA TAT. ARGV: now, seconds between sends, lead.
 # Returns when a re-queued job should come back: one interval after the last place handed out.
-BACKLOG = """
-local now = tonumber(ARGV[1])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
+BACKLOG = (
+    PRELUDE
+    + """
+local now = tj_now(ARGV[1])
 local interval = tonumber(ARGV[2])
 local last = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'),
                       tonumber(redis.call('GET', KEYS[2]) or '0'))
@@ -115,6 +125,7 @@ local place = last + interval
 redis.call('SET', KEYS[1], tostring(place), 'PX', math.ceil((place - now) * 1000) + 1000)
 return tostring(math.max(now, place - tonumber(ARGV[3])))
 """
+)
 
 HORIZON = 0.25
 """How far ahead a grant may start: short enough to hold a slot idle only briefly."""
