@@ -22,6 +22,7 @@ from producer.client import Client, describe_errors, owner_of
 from producer.errors import (
     InvalidRequest,
     JobNotFound,
+    PayloadTooLarge,
     ServiceUnavailable,
     TwilioJobsError,
     Unauthorized,
@@ -124,7 +125,8 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        response = envelope_response(413, f"Request body over {limit} bytes")
+        error = PayloadTooLarge(f"Request body over {limit} bytes")
+        response = envelope_response(error.http_status, error.message)
         await response(scope, receive, send)
 
 
