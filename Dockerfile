@@ -2,6 +2,7 @@ FROM python:3.11-slim
 WORKDIR /app
 ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md celeryconfig.py ./
+COPY twilio_jobs ./twilio_jobs
 COPY producer ./producer
 COPY worker ./worker
 RUN pip install . && useradd --system --uid 10001 app

@@ -1,8 +1,8 @@
-"""All Celery settings, read from the one settings object (producer.settings)."""
+"""All Celery settings, read from the one settings object (twilio_jobs.settings)."""
 
 from kombu import Exchange, Queue
 
-from producer.settings import get_settings
+from twilio_jobs.settings import get_settings
 
 _settings = get_settings()
 

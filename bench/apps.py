@@ -13,7 +13,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 
-from producer.schemas import Accepted, SmsRequest
+from twilio_jobs.schemas import Accepted, SmsRequest
 
 
 def trivial_app() -> FastAPI:

@@ -1,6 +1,6 @@
 """CAMPAIGN SLOT: the one place the benchmarks touch the campaigns API.
 
-Campaigns (`producer.campaigns`, `Client.create_campaign`, the chunked `twilio_jobs.send_batch`
+Campaigns (`twilio_jobs.campaigns`, `Client.create_campaign`, the chunked `twilio_jobs.send_batch`
 task) are being built separately. Until they exist, `available()` is false and the scripts
 print "not built yet" rows. When they land, adapt `create()` below to the real signature; the
 scripts (drain.py, enqueue.py) need no other change.
@@ -15,9 +15,9 @@ from bench.harness import SMS
 
 
 def available() -> bool:
-    if importlib.util.find_spec("producer.campaigns") is not None:
+    if importlib.util.find_spec("twilio_jobs.campaigns") is not None:
         return True
-    from producer.client import Client
+    from twilio_jobs.client import Client
 
     return hasattr(Client, "create_campaign")
 

@@ -176,7 +176,7 @@ def campaign(fake: FakeTwilioProc, n: int, processes: int = 2, in_flight: int = 
     The workers are started first; the clock starts before the campaign is created (accepting
     it is far faster than sending it) and stops when nothing is queued, unacknowledged or
     scheduled any more."""
-    from producer import keys
+    from twilio_jobs import keys
 
     flush()
     fake.reset()
@@ -186,7 +186,7 @@ def campaign(fake: FakeTwilioProc, n: int, processes: int = 2, in_flight: int = 
         TWILIO_JOBS_SENDER_RATES=json.dumps({SMS["from"]: 0}),  # the in-flight bound, not a rate
     )
     apply_env(env)
-    from producer.client import Client
+    from twilio_jobs.client import Client
 
     conn = connect()
     workers = [our_worker(env, name=f"campaign{i}") for i in range(processes)]

@@ -79,8 +79,8 @@ def measure_routes(
 
 def library_rate(n: int) -> tuple[float, float]:
     """`Client.submit` in a loop in this process: jobs/s and CPU-ms per job."""
-    from producer.client import Client
-    from producer.schemas import JobKind
+    from twilio_jobs.client import Client
+    from twilio_jobs.schemas import JobKind
 
     client = Client()
     for _ in range(200):
@@ -95,7 +95,7 @@ def library_rate(n: int) -> tuple[float, float]:
 
 def campaign_accept(n: int) -> float:
     """CAMPAIGN SLOT: seconds to accept one n-recipient campaign through the library."""
-    from producer.client import Client
+    from twilio_jobs.client import Client
 
     client = Client()
     t0 = time.perf_counter()

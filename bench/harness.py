@@ -75,7 +75,7 @@ def service_env(fake_url: str, **extra: str) -> dict[str, str]:
 def apply_env(env: dict[str, str]) -> None:
     """Point this process (the producer side) at the same services as the workers."""
     os.environ.update(env)
-    from producer.settings import get_settings
+    from twilio_jobs.settings import get_settings
 
     get_settings.cache_clear()
 
@@ -287,8 +287,8 @@ def redis_stalls(since: float) -> tuple[int, float]:
 def bulk_enqueue(n: int, chunk: int = 500) -> list[str]:
     """Queue n SMS jobs exactly as `Client.submit` stores them (record + task message in one
     MULTI per chunk), far faster than n submits: for setting up drains, not for measuring."""
-    from producer.client import Client, new_job_id
-    from producer.schemas import JobKind, JobStatus
+    from twilio_jobs.client import Client, new_job_id
+    from twilio_jobs.schemas import JobKind, JobStatus
 
     client = Client()
     request = client.validate(JobKind.sendSms, SMS)
@@ -314,7 +314,7 @@ def bulk_enqueue(n: int, chunk: int = 500) -> list[str]:
 
 
 def job_statuses(conn: redis.Redis, job_ids: Iterable[str]) -> dict[str, int]:
-    from producer import keys
+    from twilio_jobs import keys
 
     counts: dict[str, int] = {}
     ids = list(job_ids)

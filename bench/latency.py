@@ -51,9 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     with FakeTwilioProc(latency=args.latency) as fake:
         env = service_env(fake.url)
         apply_env(env)
-        from producer import keys
-        from producer.client import Client
-        from producer.schemas import JobKind
+        from twilio_jobs import keys
+        from twilio_jobs.client import Client
+        from twilio_jobs.schemas import JobKind
 
         client = Client()
         conn = connect()

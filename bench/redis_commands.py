@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     with FakeTwilioProc() as fake:
         env = service_env(fake.url)
         apply_env(env)
-        from producer.client import Client
-        from producer.schemas import JobKind
+        from twilio_jobs.client import Client
+        from twilio_jobs.schemas import JobKind
 
         conn = connect()
         with our_worker(env) as worker:

@@ -1,6 +1,9 @@
-"""twilio-jobs producer: the contract, the client library and the HTTP API."""
+"""twilio-jobs producer: the HTTP API and the CLI, over `twilio_jobs`.
 
-from producer.client import Client
-from producer.webhooks import verify_webhook
+`Client` and `verify_webhook` are re-exported from `twilio_jobs` for code written against
+earlier versions; new code imports them from `twilio_jobs`.
+"""
+
+from twilio_jobs import Client, verify_webhook
 
 __all__ = ["Client", "verify_webhook"]

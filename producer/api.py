@@ -1,4 +1,4 @@
-"""The HTTP API: a thin layer over `producer.client.Client`."""
+"""The HTTP API: a thin layer over `twilio_jobs.client.Client`."""
 
 import asyncio
 import gc
@@ -18,8 +18,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer.campaign_routes import campaign_router
-from producer.client import Client, describe_errors, owner_of
-from producer.errors import (
+from producer.webhook_routes import webhook_router
+from twilio_jobs.client import Client, describe_errors, owner_of
+from twilio_jobs.errors import (
     InvalidRequest,
     JobNotFound,
     PayloadTooLarge,
@@ -27,7 +28,7 @@ from producer.errors import (
     TwilioJobsError,
     Unauthorized,
 )
-from producer.schemas import (
+from twilio_jobs.schemas import (
     ERROR_RESPONSES,
     REQUEST_MODELS,
     Accepted,
@@ -35,9 +36,8 @@ from producer.schemas import (
     JobRecord,
     error_envelope,
 )
-from producer.settings import Settings, get_settings
-from producer.store import is_final
-from producer.webhook_routes import webhook_router
+from twilio_jobs.settings import Settings, get_settings
+from twilio_jobs.store import is_final
 
 log = logging.getLogger("twilio_jobs.api")
 

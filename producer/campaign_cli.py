@@ -18,7 +18,7 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from producer.campaigns import estimate_text
+from twilio_jobs.campaigns import estimate_text
 
 FINAL = ("succeeded", "failed", "cancelled", "suppressed")
 UPLOAD_PIECE = 64 * 1024

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
-from producer.campaigns import CampaignAccepted, CampaignRequest
-from producer.client import Client
-from producer.schemas import JobStatus
+from twilio_jobs.campaigns import CampaignAccepted, CampaignRequest
+from twilio_jobs.client import Client
+from twilio_jobs.schemas import JobStatus
 
 
 def campaign_router(jobs: Callable[[], Client], owner: Callable[..., Any]) -> APIRouter:

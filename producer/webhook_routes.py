@@ -8,10 +8,10 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from producer.client import Client
-from producer.errors import Conflict, JobNotFound
-from producer.schemas import JobRecord
-from producer.status_callbacks import ROUTE, StatusCallbacks
+from twilio_jobs.client import Client
+from twilio_jobs.errors import Conflict, JobNotFound
+from twilio_jobs.schemas import JobRecord
+from twilio_jobs.status_callbacks import ROUTE, StatusCallbacks
 
 
 def webhook_router(client: Client, owner: Callable[..., Any]) -> APIRouter:

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import redis
 
-from producer.client import Client
-from producer.settings import Settings
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from twilio_jobs.client import Client
+from twilio_jobs.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"

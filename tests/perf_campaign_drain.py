@@ -19,9 +19,9 @@ from pathlib import Path
 
 import redis
 
-from producer.client import Client
 from tests.conftest import WorkerProcess, make_settings, service_env
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from twilio_jobs.client import Client
 
 FAKE = os.environ.get("FAKE", "http://127.0.0.1:8097")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/12")

@@ -15,7 +15,7 @@ from twilio.base.version import Version
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 
-from producer.schemas import JobKind
+from twilio_jobs.schemas import JobKind
 from worker.errors import AmbiguousError, RetryableError, SendError
 from worker.twilio_gateway import FORM_HEADERS, classify_rest_error
 

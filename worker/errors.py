@@ -1,6 +1,6 @@
 """Send outcomes other than success (classified once, in the gateway), and webhook failures.
 
-TwilioJobsError                (producer.errors)
+TwilioJobsError                (twilio_jobs.errors)
  ├── SendError                 a create that did not succeed; `message` is the envelope text
  │    ├── PermanentError       4xx other than 429: never retried
  │    ├── RetryableError       connection refused, 429/20429, 503: nothing was created
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from producer.errors import TwilioJobsError
+from twilio_jobs.errors import TwilioJobsError
 
 
 class SendError(TwilioJobsError):

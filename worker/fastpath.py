@@ -29,14 +29,14 @@ from typing import Any, TypeVar
 import redis
 from redis import asyncio as aioredis
 
-from producer import keys
-from producer.schemas import JobKind
-from producer.store import now_iso
+from twilio_jobs import keys
+from twilio_jobs.ledger import Claim
+from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
+from twilio_jobs.schemas import JobKind
+from twilio_jobs.store import now_iso
 from worker.async_gateway import AsyncTwilioGateway
 from worker.errors import SendError
 from worker.handlers import Runtime, finish, hand_back, run_claimed
-from worker.ledger import Claim
-from worker.pacing import Grant, Lane, Pacer
 
 log = logging.getLogger("twilio_jobs.fastpath")
 

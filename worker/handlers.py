@@ -9,18 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from producer import keys
-from producer.crypto import Cipher
-from producer.errors import CREDENTIALS_REQUIRED
-from producer.limits import sender_of
-from producer.schemas import JobKind, JobStatus, error_envelope, success_envelope
-from producer.settings import Settings
-from producer.status_callbacks import with_status_callback
-from producer.store import now_iso
+from twilio_jobs import keys
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.errors import CREDENTIALS_REQUIRED
+from twilio_jobs.gates import SUPPRESSED_CODE, Gates
+from twilio_jobs.ledger import Claim, Ledger
+from twilio_jobs.limits import sender_of
+from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
+from twilio_jobs.schemas import JobKind, JobStatus, error_envelope, success_envelope
+from twilio_jobs.settings import Settings
+from twilio_jobs.status_callbacks import with_status_callback
+from twilio_jobs.store import now_iso
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
-from worker.gates import SUPPRESSED_CODE, Gates
-from worker.ledger import Claim, Ledger
-from worker.pacing import Grant, Lane, Pacer
 from worker.twilio_gateway import TwilioGateway
 
 log = logging.getLogger("twilio_jobs.worker")

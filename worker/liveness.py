@@ -23,8 +23,8 @@ from collections.abc import Callable
 import redis
 from redis import Redis
 
-from producer import keys
-from producer.errors import WORKER_STALLED_EXIT
+from twilio_jobs import keys
+from twilio_jobs.errors import WORKER_STALLED_EXIT
 
 log = logging.getLogger("twilio_jobs.liveness")
 

@@ -10,16 +10,16 @@ from typing import TYPE_CHECKING
 
 from redis import Redis
 
-from producer import keys
-from producer.crypto import Cipher
-from producer.outbox import Outbox
-from producer.settings import get_settings
-from worker.gates import Gates
+from twilio_jobs import keys
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.gates import Gates
+from twilio_jobs.ledger import Ledger
+from twilio_jobs.outbox import Outbox
+from twilio_jobs.pacing.pacer import Pacer
+from twilio_jobs.scheduler import Scheduler
+from twilio_jobs.settings import get_settings
 from worker.handlers import Runtime
-from worker.ledger import Ledger
 from worker.liveness import StallWatch
-from worker.pacing import Pacer
-from worker.scheduler import Scheduler
 from worker.twilio_gateway import TwilioGateway
 from worker.webhooks import WebhookRuntime, http_client
 

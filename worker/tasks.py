@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import redis
 from celery.exceptions import Reject
 
-from producer.dispatch import SEND_BATCH_TASK, SEND_TASK, WEBHOOK_TASK
+from twilio_jobs.dispatch import SEND_BATCH_TASK, SEND_TASK, WEBHOOK_TASK
 from worker.app import app
 from worker.handlers import run_job
 from worker.runtime import fast_path, runtime, webhook_runtime

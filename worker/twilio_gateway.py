@@ -17,7 +17,7 @@ from twilio.http import HttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from producer.schemas import JobKind
+from twilio_jobs.schemas import JobKind
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
 from worker.http_pool import HostPool
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from producer.outbox import Claimed, Outbox
-from producer.settings import Settings
-from producer.webhooks import (
+from twilio_jobs.outbox import Claimed, Outbox
+from twilio_jobs.settings import Settings
+from twilio_jobs.signing import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     JOB_ID_HEADER,

@@ -8,12 +8,12 @@ import json
 
 import redis
 
-from producer import keys
-from producer.client import Client
-from producer.crypto import Cipher
-from producer.schemas import JobKind
-from producer.writer import JobWriter
 from tests.conftest import SEED_SMS
+from twilio_jobs import keys
+from twilio_jobs.client import Client
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.schemas import JobKind
+from twilio_jobs.writer import JobWriter
 
 
 def queued_job_ids(redis_conn: redis.Redis, queue: str = "twilio_jobs") -> list[str]:

@@ -13,9 +13,9 @@ import uvicorn
 
 from producer.api import create_app
 from producer.cli import main
-from producer.client import Client
 from tests.conftest import WorkerProcess, make_settings, service_env, wait_until
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from twilio_jobs.client import Client
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ import redis
 from fastapi.testclient import TestClient
 
 from producer.api import create_app
-from producer.client import Client
 from tests.conftest import WorkerProcess, make_settings, service_env, wait_until
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from twilio_jobs.client import Client
 
 pytestmark = pytest.mark.integration
 

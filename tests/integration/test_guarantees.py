@@ -14,9 +14,6 @@ import redis
 from fastapi.testclient import TestClient
 
 from producer.api import create_app
-from producer.client import Client
-from producer.dispatch import Dispatcher
-from producer.settings import Settings
 from tests.conftest import (
     SEED_SMS,
     RedisServer,
@@ -26,6 +23,9 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from twilio_jobs.client import Client
+from twilio_jobs.dispatch import Dispatcher
+from twilio_jobs.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -340,7 +340,7 @@ def test_job_ids_are_unguessable(client: Client) -> None:
 def test_claim_is_atomic_across_threads(
     client: Client, settings: Settings, redis_conn: redis.Redis
 ) -> None:
-    from worker.ledger import Ledger
+    from twilio_jobs.ledger import Ledger
 
     job_id = client.send_sms(**sms())
     ledger = Ledger(

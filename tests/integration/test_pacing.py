@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import redis
 
-from producer.client import Client
 from tests.conftest import WorkerProcess, make_settings, service_env, wait_until
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from twilio_jobs.client import Client
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,6 @@ import redis
 from fastapi.testclient import TestClient
 
 from producer.api import create_app
-from producer.client import Client
-from producer.settings import Settings
 from tests.conftest import (
     SEED_CALL,
     SEED_MMS,
@@ -23,6 +21,8 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from twilio_jobs.client import Client
+from twilio_jobs.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -20,12 +20,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from producer import verify_webhook
 from producer.api import create_app
-from producer.client import Client
-from producer.schemas import JobKind
-from producer.settings import Settings
-from producer.webhooks import sign_webhook
 from tests.conftest import (
     SEED_CALL,
     SEED_SMS,
@@ -35,6 +30,11 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from twilio_jobs import verify_webhook
+from twilio_jobs.client import Client
+from twilio_jobs.schemas import JobKind
+from twilio_jobs.settings import Settings
+from twilio_jobs.signing import sign_webhook
 
 pytestmark = pytest.mark.integration
 
@@ -445,7 +445,7 @@ def test_undelivered_keeps_the_error_code_and_calls_follow_call_status(
 def test_status_callback_for_an_unknown_job_or_without_token(
     public_api: PublicApi,
 ) -> None:
-    from producer.status_callbacks import callback_token
+    from twilio_jobs.status_callbacks import callback_token
 
     token = callback_token(public_api.client.cipher, "nojob")
     answer = httpx.post(

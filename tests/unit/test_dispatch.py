@@ -1,4 +1,4 @@
-"""producer.dispatch: the task message we LPUSH is the one Celery's send_task would publish."""
+"""twilio_jobs.dispatch: the task message we LPUSH is the one Celery's send_task would publish."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 from celery import Celery
 
-from producer.dispatch import SEND_TASK, TaskMessages
+from twilio_jobs.dispatch import SEND_TASK, TaskMessages
 
 VARYING = {"id", "root_id", "origin", "correlation_id", "reply_to", "delivery_tag"}
 

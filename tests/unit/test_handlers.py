@@ -8,15 +8,15 @@ from typing import Any
 import fakeredis
 import pytest
 
-from producer import keys
-from producer.crypto import Cipher
-from producer.schemas import JobKind, JobStatus
-from producer.settings import Settings
-from producer.store import JobStore
+from twilio_jobs import keys
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.ledger import Ledger
+from twilio_jobs.scheduler import Scheduler
+from twilio_jobs.schemas import JobKind, JobStatus
+from twilio_jobs.settings import Settings
+from twilio_jobs.store import JobStore
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
 from worker.handlers import Runtime, backoff, run_job
-from worker.ledger import Ledger
-from worker.scheduler import Scheduler
 
 SECRET = "unit-test-secret-key-0123456789abcdefgh"
 PARAMS = {"To": "+14155550100", "From": "+15005550006", "Body": "hi"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fakeredis
 
-from producer import keys
+from twilio_jobs import keys
 from worker.liveness import StallWatch
 
 

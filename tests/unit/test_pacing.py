@@ -5,10 +5,10 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from producer import keys
-from producer.limits import sender_rate
-from producer.settings import Settings
-from worker.pacing import Lane, Pacer
+from twilio_jobs import keys
+from twilio_jobs.limits import sender_rate
+from twilio_jobs.pacing.pacer import Lane, Pacer
+from twilio_jobs.settings import Settings
 
 ACCOUNT = "AC" + "0" * 32
 

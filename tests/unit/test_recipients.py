@@ -7,7 +7,7 @@ import random
 import phonenumbers
 import pytest
 
-from producer.recipients import Template, normalise, segments
+from twilio_jobs.recipients import Template, normalise, segments
 
 
 def test_fast_path_agrees_with_phonenumbers() -> None:

@@ -8,16 +8,16 @@ import json
 import pytest
 from twilio.request_validator import RequestValidator
 
-from producer import verify_webhook
-from producer.crypto import Cipher
-from producer.settings import Settings
-from producer.status_callbacks import (
+from twilio_jobs import verify_webhook
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.settings import Settings
+from twilio_jobs.signing import sign_webhook
+from twilio_jobs.status_callbacks import (
     callback_token,
     twilio_signature,
     valid_twilio_signature,
     with_status_callback,
 )
-from producer.webhooks import sign_webhook
 from worker.handlers import backoff
 
 SECRET = "whsec-test-0123456789"

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from producer.schemas import JobStatus
+from twilio_jobs.schemas import JobStatus
 
 LUA = """
 local function tj_is_final(s)

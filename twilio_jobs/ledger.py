@@ -21,8 +21,8 @@ from typing import Any
 
 from redis import Redis
 
-from producer import counts, keys
-from worker.gates import LUA as GATES
+from twilio_jobs import counts, keys
+from twilio_jobs.gates import LUA as GATES
 
 CLAIM = (
     GATES

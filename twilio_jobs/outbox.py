@@ -27,10 +27,10 @@ from typing import Any, cast
 
 from redis import Redis
 
-from producer import keys
-from producer.schemas import JobRecord
-from producer.settings import Settings
-from producer.store import now_iso, render
+from twilio_jobs import keys
+from twilio_jobs.schemas import JobRecord
+from twilio_jobs.settings import Settings
+from twilio_jobs.store import now_iso, render
 
 log = logging.getLogger("twilio_jobs.webhooks")
 

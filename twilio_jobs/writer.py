@@ -16,8 +16,8 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis as AsyncRedis
 
-from producer.dispatch import Dispatcher
-from producer.store import JobStore
+from twilio_jobs.dispatch import Dispatcher
+from twilio_jobs.store import JobStore
 
 MAX_BATCH = 256
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from redis import Redis
 
-from producer import counts, keys
-from producer.schemas import FINAL_STATES, JobKind, JobRecord, JobStatus
+from twilio_jobs import counts, keys
+from twilio_jobs.schemas import FINAL_STATES, JobKind, JobRecord, JobStatus
 
 PUBLIC_JSON_FIELDS = ("error", "result", "webhook")
 

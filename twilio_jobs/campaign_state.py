@@ -1,7 +1,7 @@
 """A campaign after it was accepted: its dashboard, its jobs page by page, pause/resume/cancel.
 
 The state lives in the campaign hash (`state`: active | paused | cancelled) and every worker
-reads it when a job starts (`worker.gates`, inside the ledger claim and the pacing acquire), so
+reads it when a job starts (`twilio_jobs.gates`, inside the ledger claim and the pacing acquire), so
 a change takes effect across all workers at once and survives restarts. Paused jobs park their
 ids in a set that `resume` dispatches again; `cancel` ends every job not yet handed to Twilio.
 """
@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from producer import counts, keys
-from producer.errors import Conflict, TwilioJobsError
-from producer.limits import current_limit
-from producer.schemas import FINAL_STATES, JobStatus
-from producer.store import CANCEL, render
+from twilio_jobs import counts, keys
+from twilio_jobs.errors import Conflict, TwilioJobsError
+from twilio_jobs.limits import current_limit
+from twilio_jobs.schemas import FINAL_STATES, JobStatus
+from twilio_jobs.store import CANCEL, render
 
 if TYPE_CHECKING:
-    from producer.client import Client
+    from twilio_jobs.client import Client
 
 CANCEL_CHUNK = 1000
 PAGE_SCAN = 2000
@@ -145,7 +145,7 @@ class CampaignState:
         """Cancel every job not handed to Twilio yet; jobs in flight finish."""
         import json
 
-        from producer.schemas import error_envelope
+        from twilio_jobs.schemas import error_envelope
 
         self._meta(campaign_id, owner)
         self._move(campaign_id, owner, "cancelled")
@@ -185,7 +185,7 @@ class CampaignState:
 
 
 def _stamp() -> str:
-    from producer.store import now_iso
+    from twilio_jobs.store import now_iso
 
     return now_iso()
 

@@ -4,7 +4,7 @@
 
 A receiver verifies with the raw bytes it received (not re-serialised JSON)::
 
-    from producer import verify_webhook
+    from twilio_jobs import verify_webhook
     if not verify_webhook(body, headers["X-Twilio-Jobs-Signature"], secret):
         return 400
 """

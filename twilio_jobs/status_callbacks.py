@@ -21,13 +21,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 
-from producer import keys
-from producer.crypto import Cipher
-from producer.errors import Forbidden, InvalidRequest, JobNotFound
-from producer.outbox import Outbox
-from producer.schemas import JobKind
-from producer.settings import Settings
-from producer.store import now_iso
+from twilio_jobs import keys
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.errors import Forbidden, InvalidRequest, JobNotFound
+from twilio_jobs.outbox import Outbox
+from twilio_jobs.schemas import JobKind
+from twilio_jobs.settings import Settings
+from twilio_jobs.store import now_iso
 
 log = logging.getLogger("twilio_jobs.status")
 

@@ -1,6 +1,6 @@
 """Recipients who opted out (Twilio error 21610), per account and sender.
 
-The worker records one when a send fails with 21610 (`worker.gates`), and every later job to
+The worker records one when a send fails with 21610 (`twilio_jobs.gates`), and every later job to
 that recipient from that sender (a `from` number or Messaging Service) ends `suppressed`
 without calling Twilio. Entries are kept until lifted here.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from redis import Redis
 
-from producer import keys
+from twilio_jobs import keys
 
 
 class Suppressions:

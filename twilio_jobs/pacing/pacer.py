@@ -1,6 +1,6 @@
 """Global pacing in Redis, shared by every worker process on every machine.
 
-Three limits, each one atomic Lua over a few keys (`producer.keys`):
+Three limits, each one atomic Lua over a few keys (`twilio_jobs.keys`):
 - requests in flight per account: a sorted set of leases scored by their expiry, so the slots
   of a worker that died mid-request come back by themselves;
 - messages per second per sender (a `from` number or Messaging Service) and calls per second
@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from producer import keys
-from producer.limits import account_cap, sender_of, sender_rate
-from producer.schemas import JobKind
-from producer.settings import Settings
+from twilio_jobs import keys
+from twilio_jobs.limits import account_cap, sender_of, sender_rate
+from twilio_jobs.schemas import JobKind
+from twilio_jobs.settings import Settings
 
 # Shared by the scripts below: the time (the caller's, or Redis's clock when ARGV gives ''),
 # and an account's AIMD limit grown back additively since it was last cut.

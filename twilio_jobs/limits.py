@@ -1,5 +1,6 @@
-"""The configured pacing limits, read by the worker that enforces them (`worker.pacing`) and by
-the producer that estimates a campaign's send time and reports an account's current limit."""
+"""The configured pacing limits, read by the worker that enforces them
+(`twilio_jobs.pacing.pacer`) and by the producer that estimates a campaign's send time and
+reports an account's current limit."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from typing import Any
 
 from redis import Redis
 
-from producer import keys
-from producer.settings import Settings
+from twilio_jobs import keys
+from twilio_jobs.settings import Settings
 
 TOLL_FREE_AREA_CODES = frozenset({"800", "833", "844", "855", "866", "877", "888"})
 

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from celery import Celery
 from redis import Redis
 
-from producer.settings import Settings
+from twilio_jobs.settings import Settings
 
 SEND_TASK = "twilio_jobs.send"
 WEBHOOK_TASK = "twilio_jobs.webhook"

@@ -16,9 +16,9 @@ import json
 
 from redis import Redis
 
-from producer import counts, keys
-from producer.schemas import error_envelope
-from producer.store import now_iso
+from twilio_jobs import counts, keys
+from twilio_jobs.schemas import error_envelope
+from twilio_jobs.store import now_iso
 
 CANCELLED = "Job was cancelled"
 SUPPRESSED = (

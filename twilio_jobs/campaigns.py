@@ -1,6 +1,6 @@
 """Bulk campaigns: one request, up to 100,000 recipients, each becoming a normal job record.
 
-    from producer import Client
+    from twilio_jobs import Client
     jobs = Client()
     answer = jobs.create_campaign(
         account_sid="AC...", account_token="...", from_="+15005550006",
@@ -11,7 +11,7 @@ The request is validated once as a send request of its `kind` (so every rule and
 of the single routes applies), the token is encrypted once and the one ciphertext shared by the
 campaign's jobs, and the jobs are written with pipelined Redis writes and dispatched as chunks
 of ids (`twilio_jobs.send_batch`) while the rest is still being written. Status, paging and
-pause/resume/cancel are in `producer.campaign_state`.
+pause/resume/cancel are in `twilio_jobs.campaign_state`.
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from producer import keys
-from producer.errors import InvalidRequest
-from producer.limits import account_cap, sender_of, sender_rate
-from producer.recipients import Template, normalise, segments
-from producer.schemas import MAX_BODY, JobKind, JobStatus
-from producer.store import now_iso
+from twilio_jobs import keys
+from twilio_jobs.errors import InvalidRequest
+from twilio_jobs.limits import account_cap, sender_of, sender_rate
+from twilio_jobs.recipients import Template, normalise, segments
+from twilio_jobs.schemas import MAX_BODY, JobKind, JobStatus
+from twilio_jobs.store import now_iso
 
 if TYPE_CHECKING:
-    from producer.client import Client
+    from twilio_jobs.client import Client
 
 WRITE_CHUNK = 2000
 
@@ -178,7 +178,7 @@ class Campaigns:
     def _parse(payload: Mapping[str, Any] | CampaignRequest) -> CampaignRequest:
         if isinstance(payload, CampaignRequest):
             return payload
-        from producer.client import describe_errors
+        from twilio_jobs.client import describe_errors
 
         try:
             return CampaignRequest.model_validate(payload)
@@ -221,7 +221,7 @@ class Campaigns:
         due: float | None,
         progress: Progress | None,
     ) -> None:
-        from producer.client import new_job_id
+        from twilio_jobs.client import new_job_id
 
         client, store = self.client, self.client.store
         ttl = self.settings.result_ttl + 24 * 3600
@@ -282,7 +282,7 @@ class Campaigns:
 
 
 def _twilio_params(request: Any) -> dict[str, Any]:
-    from producer.schemas import twilio_params
+    from twilio_jobs.schemas import twilio_params
 
     return twilio_params(request)
 

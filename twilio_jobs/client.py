@@ -2,7 +2,7 @@
 
 Usable from any web app with no HTTP hop and without the worker or twilio installed::
 
-    from producer.client import Client
+    from twilio_jobs.client import Client
     jobs = Client()                      # settings from the environment
     job_id = jobs.send_sms(to="+15005550006", from_="+15005550001", body="hi",
                            account_sid="AC...", account_token="...")
@@ -30,18 +30,18 @@ from pydantic import ValidationError
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from producer import keys
-from producer.crypto import Cipher
-from producer.dispatch import Dispatcher
-from producer.errors import (
+from twilio_jobs import keys
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.dispatch import Dispatcher
+from twilio_jobs.errors import (
     CREDENTIALS_REQUIRED,
     Conflict,
     InvalidRequest,
     JobNotFound,
     ServiceUnavailable,
 )
-from producer.outbox import Outbox
-from producer.schemas import (
+from twilio_jobs.outbox import Outbox
+from twilio_jobs.schemas import (
     REQUEST_MODELS,
     JobKind,
     JobStatus,
@@ -50,14 +50,14 @@ from producer.schemas import (
     error_envelope,
     twilio_params,
 )
-from producer.settings import Settings, get_settings
-from producer.store import JobStore, is_final
-from producer.writer import JobWriter
+from twilio_jobs.settings import Settings, get_settings
+from twilio_jobs.store import JobStore, is_final
+from twilio_jobs.writer import JobWriter
 
 if TYPE_CHECKING:
-    from producer.campaign_state import CampaignState
-    from producer.campaigns import Campaigns
-    from producer.suppressions import Suppressions
+    from twilio_jobs.campaign_state import CampaignState
+    from twilio_jobs.campaigns import Campaigns
+    from twilio_jobs.suppressions import Suppressions
 
 MAX_SCHEDULE_AHEAD = timedelta(days=35)
 
@@ -198,7 +198,7 @@ class Client:
     ) -> Submission:
         """`submit` for an event loop. A plain send (no idempotency key, no sendAt, the broker
         on the job store's Redis) is written with the other sends in flight on this loop
-        (producer.writer); anything else runs `submit` in a thread."""
+        (twilio_jobs.writer); anything else runs `submit` in a thread."""
         request = self.validate(kind, payload)
         if (
             idempotency_key
@@ -319,23 +319,23 @@ class Client:
         except redis.RedisError:
             pass
 
-    # -- campaigns and suppressions (producer.campaigns, producer.campaign_state) ---------------
+    # -- campaigns and suppressions (twilio_jobs.campaigns, twilio_jobs.campaign_state) ------
 
     @cached_property
     def campaigns(self) -> Campaigns:
-        from producer.campaigns import Campaigns
+        from twilio_jobs.campaigns import Campaigns
 
         return Campaigns(self)
 
     @cached_property
     def campaign_state(self) -> CampaignState:
-        from producer.campaign_state import CampaignState
+        from twilio_jobs.campaign_state import CampaignState
 
         return CampaignState(self)
 
     @cached_property
     def suppressions(self) -> Suppressions:
-        from producer.suppressions import Suppressions
+        from twilio_jobs.suppressions import Suppressions
 
         return Suppressions(self.redis)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-from producer.errors import twilio_style
+from twilio_jobs.errors import twilio_style
 
 
 class JobStatus(StrEnum):
@@ -167,7 +167,7 @@ def twilio_params(request: _SendBase) -> dict[str, Any]:
 
 def check_twilio_rules(kind: JobKind, request: _SendBase) -> None:
     """Rules Twilio would reject a create for, answered with Twilio's own words before sending."""
-    from producer.errors import InvalidRequest
+    from twilio_jobs.errors import InvalidRequest
 
     if not request.to:
         raise InvalidRequest(twilio_style("A 'To' phone number is required."))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import redis
 from redis import Redis
 
-from producer import counts, keys
+from twilio_jobs import counts, keys
 
 log = logging.getLogger("twilio_jobs.scheduler")
 

@@ -1,0 +1,1 @@
+"""Global pacing in Redis, shared by every worker process on every machine."""
