@@ -28,6 +28,7 @@ from twilio_jobs.errors import (
     TwilioJobsError,
     Unauthorized,
 )
+from twilio_jobs.lifecycle import is_final
 from twilio_jobs.schemas import (
     ERROR_RESPONSES,
     REQUEST_MODELS,
@@ -37,7 +38,6 @@ from twilio_jobs.schemas import (
     error_envelope,
 )
 from twilio_jobs.settings import Settings, get_settings
-from twilio_jobs.store import is_final
 
 log = logging.getLogger("twilio_jobs.api")
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from twilio_jobs import counts, keys
+from twilio_jobs import counts, keys, lifecycle, scripts
 from twilio_jobs.errors import Conflict, TwilioJobsError
+from twilio_jobs.lifecycle import FINAL_STATES, JobStatus
 from twilio_jobs.limits import current_limit
-from twilio_jobs.schemas import FINAL_STATES, JobStatus
-from twilio_jobs.store import CANCEL, render
+from twilio_jobs.store import render
 
 if TYPE_CHECKING:
     from twilio_jobs.client import Client
@@ -31,31 +31,13 @@ class CampaignNotFound(TwilioJobsError):
         super().__init__(f"Campaign not found: {campaign_id}")
 
 
-# KEYS: campaign, parked set. ARGV: wanted state. Returns {outcome, parked ids...}.
-TRANSITION = """
-local state = redis.call('HGET', KEYS[1], 'state')
-if not state then return {'missing'} end
-local want = ARGV[1]
-if state == want then return {'same'} end
-if state == 'cancelled' then return {'cancelled'} end
-if want == 'paused' and state ~= 'active' then return {state} end
-if want == 'active' and state ~= 'paused' then return {state} end
-redis.call('HSET', KEYS[1], 'state', want)
-if want == 'paused' then return {'ok'} end
-local parked = redis.call('SMEMBERS', KEYS[2])
-redis.call('DEL', KEYS[2])
-table.insert(parked, 1, 'ok')
-return parked
-"""
-
-
 class CampaignState:
     def __init__(self, client: Client) -> None:
         self.client = client
         self.redis = client.redis
         self.settings = client.settings
-        self._transition = self.redis.register_script(TRANSITION)
-        self._cancel = self.redis.register_script(CANCEL)
+        self._transition = scripts.register(self.redis, "campaign_state")
+        self._cancel = scripts.register(self.redis, "cancel")
 
     def _meta(self, campaign_id: str, owner: str | None) -> dict[str, str]:
         meta: dict[str, str] = self.redis.hgetall(keys.campaign(campaign_id))  # type: ignore[assignment]
@@ -143,15 +125,9 @@ class CampaignState:
 
     def cancel(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
         """Cancel every job not handed to Twilio yet; jobs in flight finish."""
-        import json
-
-        from twilio_jobs.schemas import error_envelope
-
         self._meta(campaign_id, owner)
         self._move(campaign_id, owner, "cancelled")
-        message = "Job was cancelled"
-        error = json.dumps({"status": None, "code": None, "message": message, "retryable": False})
-        result = json.dumps(error_envelope(message))
+        ended = lifecycle.ending(lifecycle.CANCELLED)
         list_key = keys.campaign_jobs(campaign_id)
         total = int(self.redis.llen(list_key))
         stamp = _stamp()
@@ -161,7 +137,7 @@ class CampaignState:
             for job_id in ids:
                 self._cancel(
                     keys=[keys.job(job_id), keys.SCHEDULE],
-                    args=[stamp, error, result, job_id],
+                    args=[stamp, ended["error"], ended["result"], job_id],
                     client=pipe,
                 )
             pipe.execute()

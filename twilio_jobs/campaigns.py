@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from twilio_jobs import keys
+from twilio_jobs import keys, scripts
 from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.limits import account_cap, sender_of, sender_rate
 from twilio_jobs.recipients import Template, normalise, segments
@@ -38,19 +38,6 @@ if TYPE_CHECKING:
 
 WRITE_CHUNK = 2000
 
-# Writes a chunk of job hashes. redis-py spends ~90 us packing one HSET of a dozen fields, so
-# the fields every job of a campaign shares travel once per chunk and each job adds only its id
-# and Twilio parameters. ARGV: shared fields (JSON array k1, v1, ...), ttl, job key prefix, then
-# id, params pairs.
-WRITE_JOBS = """
-local shared = cjson.decode(ARGV[1])
-for i = 4, #ARGV, 2 do
-  local key = ARGV[3] .. ARGV[i]
-  redis.call('HSET', key, 'params', ARGV[i + 1], unpack(shared))
-  redis.call('EXPIRE', key, ARGV[2])
-end
-return (#ARGV - 3) / 2
-"""
 TYPICAL_LATENCY = 0.2
 """Seconds a Twilio create usually takes; bounds the estimate by the in-flight limit."""
 
@@ -243,7 +230,7 @@ class Campaigns:
         pipe.hset(keys.campaign(campaign_id), mapping=meta)
         pipe.expire(keys.campaign(campaign_id), ttl)
         pipe.execute()
-        write_jobs = self.redis.register_script(WRITE_JOBS)
+        write_jobs = scripts.register(self.redis, "write_jobs")
         # Watchdog entries (see Client.submit): a batch message lost by the broker is handed
         # out again, but only well after the campaign should have been sent, so a slow-paced
         # campaign is not queued twice over.
@@ -262,7 +249,7 @@ class Campaigns:
             )  # fmt: skip
             del shared["params"]
             flat = json.dumps([x for pair in shared.items() for x in pair])
-            args: list[Any] = [flat, store.ttl, keys.job("")]
+            args: list[Any] = [flat, store.ttl]
             for job_id, params in zip(ids, chunk, strict=True):
                 args += (job_id, json.dumps(params, separators=(",", ":")))
             pipe = self.redis.pipeline(transaction=False)

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from twilio_jobs import keys
+from twilio_jobs import keys, lifecycle
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import (
@@ -40,18 +40,17 @@ from twilio_jobs.errors import (
     JobNotFound,
     ServiceUnavailable,
 )
+from twilio_jobs.lifecycle import JobStatus, is_final
 from twilio_jobs.outbox import Outbox
 from twilio_jobs.schemas import (
     REQUEST_MODELS,
     JobKind,
-    JobStatus,
     _SendBase,
     check_twilio_rules,
-    error_envelope,
     twilio_params,
 )
 from twilio_jobs.settings import Settings, get_settings
-from twilio_jobs.store import JobStore, is_final
+from twilio_jobs.store import JobStore
 from twilio_jobs.writer import JobWriter
 
 if TYPE_CHECKING:
@@ -371,9 +370,8 @@ class Client:
     def cancel(self, job_id: str, *, owner: str | None = None) -> dict[str, Any]:
         if self.get(job_id, owner=owner) is None:
             raise JobNotFound(job_id)
-        message = "Job was cancelled"
-        error = json.dumps({"status": None, "code": None, "message": message, "retryable": False})
-        outcome = self.store.cancel(job_id, error, json.dumps(error_envelope(message)))
+        ended = lifecycle.ending(lifecycle.CANCELLED)
+        outcome = self.store.cancel(job_id, ended["error"], ended["result"])
         if outcome == "missing":
             raise JobNotFound(job_id)
         if outcome != "cancelled":

@@ -15,6 +15,11 @@ def idempotency(owner: str, key: str) -> str:
     return f"{PREFIX}idem:{owner}:{key}"
 
 
+def sid(twilio_sid: str) -> str:
+    """String: the job id that adopted this Twilio SID (one job per SID)."""
+    return f"{PREFIX}sid:{twilio_sid}"
+
+
 SCHEDULE = f"{PREFIX}schedule"
 """Sorted set of job ids by the unix time they are due: sendAt, retry backoff, reconciliation."""
 
@@ -64,7 +69,7 @@ def campaign_parked(campaign_id: str) -> str:
 CAMPAIGN_PREFIX = f"{PREFIX}campaign:"
 
 
-# -- global pacing (worker/pacing.py)
+# -- global pacing (twilio_jobs.pacing)
 
 
 def in_flight(account_sid: str) -> str:
@@ -93,3 +98,27 @@ def backlog(account_sid: str, lane: str) -> str:
 def suppressed(account_sid: str) -> str:
     """Hash: `<sender> <to>` -> JSON {code, at, jobId} for recipients who opted out."""
     return f"{PREFIX}suppressed:{account_sid}"
+
+
+NO_CAMPAIGN = campaign("-")
+"""A key never written: the campaign hash of a job that has none, for scripts that take one."""
+
+
+def lua_constants() -> str:
+    """Lua functions building the keys that scripts derive from a job's fields (a job's
+    campaign, its suppression list), from the functions above: no prefix is retyped in Lua."""
+    marker = "\x00"
+
+    lines = []
+    for name, key in (
+        ("job", job(marker)),
+        ("campaign", campaign(marker)),
+        ("campaign_counts", campaign_counts(marker)),
+        ("campaign_parked", campaign_parked(marker)),
+        ("suppressed", suppressed(marker)),
+    ):
+        head, _, tail = key.partition(marker)
+        assert "'" not in head + tail and "\\" not in head + tail
+        suffix = f" .. '{tail}'" if tail else ""
+        lines.append(f"local function tj_key_{name}(id) return '{head}' .. id{suffix} end")
+    return "\n".join(lines) + "\n"

@@ -21,83 +21,7 @@ from typing import Any
 
 from redis import Redis
 
-from twilio_jobs import counts, keys
-from twilio_jobs.gates import LUA as GATES
-
-CLAIM = (
-    GATES
-    + """
-local key = KEYS[1]
-local f = redis.call('HMGET', key, 'status', 'ledger', 'leaseUntil', 'nextAt', 'submittedAt')
-local status, ledger, lease_until, next_at, submitted = f[1], f[2], f[3], f[4], f[5]
-if not status then return {'missing'} end
-if status == 'succeeded' or status == 'failed' or status == 'cancelled'
-   or status == 'suppressed' or ledger == 'sent' then
-  return {'final', status}
-end
-local now = tonumber(ARGV[1])
-if ledger == 'submitting' and lease_until and now < tonumber(lease_until) then
-  return {'busy', lease_until}
-end
-if next_at and tonumber(next_at) > now + 1 then return {'early', next_at} end
-local mode = 'send'
-if ledger == 'submitting' or ledger == 'unknown' then mode = 'reconcile' end
-if mode == 'send' then
-  local gate = tj_gate(key, ARGV[5], status, ARGV[4])
-  if gate then return {gate} end
-end
-local attempts
-if mode == 'send' then
-  attempts = redis.call('HINCRBY', key, 'attempts', 1)
-  submitted = ARGV[1]
-else
-  attempts = tonumber(redis.call('HGET', key, 'attempts') or '0')
-  submitted = submitted or ARGV[1]
-end
-local lease_end = now + tonumber(ARGV[2])
-redis.call('HSET', key, 'status', 'running', 'ledger', 'submitting', 'lease', ARGV[3],
-           'leaseUntil', tostring(lease_end), 'submittedAt', submitted,
-           'updatedAt', ARGV[4])
-redis.call('HDEL', key, 'nextAt')
-tj_moved(key, status, 'running')
--- Watchdog: if this worker dies, the scheduler hands the job out again when the lease ends.
-redis.call('ZADD', KEYS[2], lease_end, ARGV[5])
-local d = redis.call('HMGET', key, 'kind', 'params', 'accountSid', 'cred', 'callbackUrl',
-                     'campaignId', 'error')
-return {mode, tostring(attempts), submitted, d[1] or '', d[2] or '{}', d[3] or '', d[4] or '',
-        d[5] or '', d[6] or '', d[7] or ''}
-"""
-)
-
-# KEYS: job, schedule, sid owner key. ARGV: lease, fields (json object), deletions (json list),
-# due ('' for none), job id, sid ('' for none), ttl.
-SETTLE = (
-    counts.LUA
-    + """
-local key = KEYS[1]
-if redis.call('HGET', key, 'lease') ~= ARGV[1] then return 0 end
-local old = redis.call('HGET', key, 'status')
-local fields = cjson.decode(ARGV[2])
-for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
-for _, k in ipairs(cjson.decode(ARGV[3])) do redis.call('HDEL', key, k) end
-if fields.status then tj_moved(key, old, fields.status) end
-if ARGV[4] ~= '' then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
-else
-  redis.call('ZREM', KEYS[2], ARGV[5])
-end
-if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[7]) end
-return 1
-"""
-)
-
-# A Twilio SID may be adopted by one job only.
-TAKE_SID = """
-local owner = redis.call('GET', KEYS[1])
-if owner and owner ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
+from twilio_jobs import keys, scripts
 
 
 @dataclass(frozen=True)
@@ -116,17 +40,13 @@ class Claim:
     until: float = 0.0
 
 
-def sid_key(sid: str) -> str:
-    return f"{keys.PREFIX}sid:{sid}"
-
-
 class Ledger:
     def __init__(self, redis: Redis, ttl: int) -> None:
         self.redis = redis
         self.ttl = ttl
-        self._claim = redis.register_script(CLAIM)
-        self._settle = redis.register_script(SETTLE)
-        self._take_sid = redis.register_script(TAKE_SID)
+        self._claim = scripts.register(redis, "claim")
+        self._settle = scripts.register(redis, "settle")
+        self._take_sid = scripts.register(redis, "take_sid")
 
     def claim(self, job_id: str, now: float, lease_seconds: float, stamp: str) -> Claim:
         lease = secrets.token_hex(8)
@@ -186,7 +106,7 @@ class Ledger:
         encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
         return bool(
             self._settle(
-                keys=[keys.job(job_id), keys.SCHEDULE, sid_key(sid or "-")],
+                keys=[keys.job(job_id), keys.SCHEDULE, keys.sid(sid or "-")],
                 args=[
                     lease,
                     json.dumps(encoded),
@@ -200,10 +120,10 @@ class Ledger:
         )
 
     def take_sid(self, job_id: str, sid: str) -> bool:
-        return bool(self._take_sid(keys=[sid_key(sid)], args=[job_id, self.ttl]))
+        return bool(self._take_sid(keys=[keys.sid(sid)], args=[job_id, self.ttl]))
 
     def sid_taken_by_other(self, job_id: str, sid: str) -> bool:
-        owner = self.redis.get(sid_key(sid))
+        owner = self.redis.get(keys.sid(sid))
         return owner is not None and str(owner) != job_id
 
     def bump_attempts(self, job_id: str) -> int:

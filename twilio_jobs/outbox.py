@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from redis import Redis
 
-from twilio_jobs import keys
+from twilio_jobs import keys, scripts
 from twilio_jobs.schemas import JobRecord
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import now_iso, render
@@ -38,68 +38,6 @@ Publish = Callable[[Sequence[str]], None]
 
 NEW_GRACE = 60.0
 """Seconds before the scheduler publishes a new delivery again, in case its task was lost."""
-
-ENQUEUE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[1], 'whLatest', ARGV[1], 'webhook', ARGV[4])
-return 1
-"""
-
-# KEYS: delivery, schedule. ARGV: now, lease until, lease, id.
-CLAIM = """
-local f = redis.call('HMGET', KEYS[1], 'status', 'leaseUntil', 'nextAt')
-local status = f[1]
-if not status then return {'missing'} end
-if status == 'delivered' or status == 'failed' then return {'done'} end
-local now = tonumber(ARGV[1])
-if status == 'sending' and now < tonumber(f[2]) then return {'busy'} end
-if status == 'retrying' and f[3] and tonumber(f[3]) > now + 1 then return {'early'} end
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('HSET', KEYS[1], 'status', 'sending', 'lease', ARGV[3], 'leaseUntil', ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
-local d = redis.call('HMGET', KEYS[1], 'jobId', 'event', 'url', 'body')
-return {'ok', tostring(attempts), d[1] or '', d[2] or '', d[3] or '', d[4] or ''}
-"""
-
-# KEYS: delivery, schedule, failed, job. ARGV: lease, status, last error, attempted at (ISO),
-# due ('' for none), id, now, job's webhook state.
-FINISH = """
-if redis.call('HGET', KEYS[1], 'lease') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'lastError', ARGV[3], 'lastAttemptAt', ARGV[4])
-redis.call('HDEL', KEYS[1], 'lease', 'leaseUntil', 'nextAt')
-if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'nextAt', ARGV[5])
-  redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
-else
-  redis.call('ZREM', KEYS[2], ARGV[6])
-end
-if ARGV[2] == 'failed' then redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6]) end
-if redis.call('HGET', KEYS[4], 'whLatest') == ARGV[6] then
-  redis.call('HSET', KEYS[4], 'webhook', ARGV[8])
-end
-return 1
-"""
-
-# KEYS: delivery, schedule, failed, job. ARGV: id, due, job's webhook state.
-REPLAY = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'failed' then
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  return 0
-end
-redis.call('HSET', KEYS[1], 'status', 'pending', 'attempts', 0, 'lastError', '')
-redis.call('HDEL', KEYS[1], 'nextAt', 'lastAttemptAt')
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if redis.call('HGET', KEYS[4], 'whLatest') == ARGV[1] then
-  redis.call('HSET', KEYS[4], 'webhook', ARGV[3])
-end
-return 1
-"""
-
 
 @dataclass(frozen=True)
 class Claimed:
@@ -149,10 +87,10 @@ class Outbox:
         self.redis = redis
         self.settings = settings
         self.publish = publish
-        self._enqueue = redis.register_script(ENQUEUE)
-        self._claim = redis.register_script(CLAIM)
-        self._finish = redis.register_script(FINISH)
-        self._replay = redis.register_script(REPLAY)
+        self._enqueue = scripts.register(redis, "webhook_enqueue")
+        self._claim = scripts.register(redis, "webhook_claim")
+        self._finish = scripts.register(redis, "webhook_finish")
+        self._replay = scripts.register(redis, "webhook_replay")
 
     # -- producing events ----------------------------------------------------------------------
 

@@ -17,43 +17,9 @@ from collections.abc import Callable, Sequence
 import redis
 from redis import Redis
 
-from twilio_jobs import counts, keys
+from twilio_jobs import keys, scripts
 
 log = logging.getLogger("twilio_jobs.scheduler")
-
-# Remove released ids whose score is still due (a job rescheduled meanwhile stays), and show
-# scheduled jobs as queued.
-RELEASED = (
-    counts.LUA
-    + """
-local n = 0
-for i, id in ipairs(ARGV) do
-  if i > 1 then
-    local score = redis.call('ZSCORE', KEYS[1], id)
-    if score and tonumber(score) <= tonumber(ARGV[1]) then
-      redis.call('ZREM', KEYS[1], id)
-      local job = KEYS[2] .. id
-      if redis.call('HGET', job, 'status') == 'scheduled' then
-        redis.call('HSET', job, 'status', 'queued')
-        tj_moved(job, 'scheduled', 'queued')
-      end
-      n = n + 1
-    end
-  end
-end
-return n
-"""
-)
-
-LOCK = """
-local holder = redis.call('GET', KEYS[1])
-if holder == ARGV[1] or not holder then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-
 
 class Scheduler:
     def __init__(
@@ -72,8 +38,8 @@ class Scheduler:
         self.interval = interval
         self.batch = batch
         self.token = secrets.token_hex(8)
-        self._released = redis_client.register_script(RELEASED)
-        self._lock = redis_client.register_script(LOCK)
+        self._released = scripts.register(redis_client, "release")
+        self._lock = scripts.register(redis_client, "scheduler_lock")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -88,7 +54,7 @@ class Scheduler:
             return 0
         ids = [str(x) for x in due]
         self.publish(ids)
-        return int(self._released(keys=[self.key, keys.job("")], args=[repr(now), *ids]))
+        return int(self._released(keys=[self.key], args=[repr(now), *ids]))
 
     def run(self) -> None:
         while not self._stop.is_set():

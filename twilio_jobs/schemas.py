@@ -1,4 +1,5 @@
-"""The contract: job states, request bodies, the job record and the seed's envelopes."""
+"""The contract: request bodies, the job record and the seed's envelopes (job states are in
+`twilio_jobs.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -9,27 +10,9 @@ from typing import Any
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from twilio_jobs.envelopes import error_envelope, success_envelope
 from twilio_jobs.errors import twilio_style
-
-
-class JobStatus(StrEnum):
-    scheduled = "scheduled"
-    queued = "queued"
-    running = "running"
-    retrying = "retrying"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-    suppressed = "suppressed"
-
-    @property
-    def final(self) -> bool:
-        return self in FINAL_STATES
-
-
-FINAL_STATES = frozenset(
-    {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled, JobStatus.suppressed}
-)
+from twilio_jobs.lifecycle import JobStatus
 
 
 class JobKind(StrEnum):
@@ -231,14 +214,6 @@ class Accepted(BaseModel):
     statusUrl: str
 
 
-def success_envelope(resource: dict[str, Any]) -> dict[str, Any]:
-    return {"callback": "success", "contextWrites": {"to": resource}}
-
-
-def error_envelope(message: str) -> dict[str, Any]:
-    return {"callback": "error", "contextWrites": {"to": message}}
-
-
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {
         "description": "Error envelope",
@@ -247,3 +222,21 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     for code in (400, 401, 403, 404, 409, 413, 503)
 }
 """Every route may answer these with the error envelope (documented once, on the app)."""
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "REQUEST_MODELS",
+    "Accepted",
+    "CallRequest",
+    "JobError",
+    "JobKind",
+    "JobRecord",
+    "JobStatus",
+    "MmsRequest",
+    "SmsRequest",
+    "WebhookState",
+    "check_twilio_rules",
+    "error_envelope",
+    "success_envelope",
+    "twilio_params",
+]

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
 
-from twilio_jobs import keys
+from twilio_jobs import keys, scripts
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import Forbidden, InvalidRequest, JobNotFound
 from twilio_jobs.outbox import Outbox
@@ -59,19 +59,6 @@ CALL_RANKS = {
     "canceled": 4,
 }
 ERROR_STATES = frozenset({"failed", "undelivered"})
-
-# KEYS: job. ARGV: status, rank, error code ('' for none), updatedAt, sid ('' for none).
-UPDATE = """
-local f = redis.call('HMGET', KEYS[1], 'status', 'deliveryRank', 'twilioSid')
-if not f[1] then return 'missing' end
-if ARGV[5] ~= '' and f[3] and f[3] ~= '' and f[3] ~= ARGV[5] then return 'other' end
-if f[2] and tonumber(f[2]) >= tonumber(ARGV[2]) then return 'stale' end
-redis.call('HSET', KEYS[1], 'deliveryStatus', ARGV[1], 'deliveryRank', ARGV[2],
-           'updatedAt', ARGV[4])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'errorCode', ARGV[3]) end
-return 'ok'
-"""
-
 
 def callback_token(cipher: Cipher, job_id: str) -> str:
     return cipher.sign(f"status-callback:{job_id}")
@@ -129,7 +116,7 @@ class StatusCallbacks:
         self.settings = settings
         self.cipher = cipher
         self.outbox = outbox
-        self._update = redis.register_script(UPDATE)
+        self._update = scripts.register(redis, "delivery_status")
 
     def public_url(self, job_id: str, query: str, fallback: str) -> str:
         """The URL Twilio was given (and signed), whatever proxies did to the request."""

@@ -19,8 +19,9 @@ from typing import Any
 
 from redis import Redis
 
-from twilio_jobs import counts, keys
-from twilio_jobs.schemas import FINAL_STATES, JobKind, JobRecord, JobStatus
+from twilio_jobs import keys, lifecycle, scripts
+from twilio_jobs.lifecycle import JobStatus, is_final
+from twilio_jobs.schemas import JobKind, JobRecord
 
 PUBLIC_JSON_FIELDS = ("error", "result", "webhook")
 
@@ -53,54 +54,12 @@ def render(job_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
     return record
 
 
-# Cancel a job that has not been handed to Twilio. Returns the status after the call, or
-# "sent" / "busy" when it is too late.
-CANCEL = (
-    counts.LUA
-    + """
-local key = KEYS[1]
-local status = redis.call('HGET', key, 'status')
-if not status then return 'missing' end
-if status == 'cancelled' then return 'cancelled' end
-if status == 'succeeded' or status == 'failed' or status == 'suppressed' then return status end
-local ledger = redis.call('HGET', key, 'ledger')
-if ledger == 'submitting' or ledger == 'unknown' or status == 'running' then return 'busy' end
-redis.call('HSET', key, 'status', 'cancelled', 'updatedAt', ARGV[1],
-           'error', ARGV[2], 'result', ARGV[3])
-redis.call('HDEL', key, 'cred')
-redis.call('ZREM', KEYS[2], ARGV[4])
-tj_moved(key, status, 'cancelled')
-return 'cancelled'
-"""
-)
-
-# Put a failed job back in the queue. Returns "ok" or the status that forbids it.
-RETRY = (
-    counts.LUA
-    + """
-local key = KEYS[1]
-local status = redis.call('HGET', key, 'status')
-if not status then return 'missing' end
-if status ~= 'failed' then return status end
-redis.call('HSET', key, 'status', 'queued', 'updatedAt', ARGV[1], 'attempts', 0)
-redis.call('HDEL', key, 'error', 'result')
--- An unsure job keeps its ledger state: the worker reconciles before it sends again.
-if redis.call('HGET', key, 'ledger') ~= 'unknown' then
-  redis.call('HDEL', key, 'ledger', 'submittedAt')
-end
-tj_moved(key, 'failed', 'queued')
-if ARGV[2] ~= '' then redis.call('HSET', key, 'cred', ARGV[2]) end
-return 'ok'
-"""
-)
-
-
 class JobStore:
     def __init__(self, redis: Redis, ttl: int) -> None:
         self.redis = redis
         self.ttl = ttl
-        self._cancel = redis.register_script(CANCEL)
-        self._retry = redis.register_script(RETRY)
+        self._cancel = scripts.register(redis, "cancel")
+        self._retry = scripts.register(redis, "reopen")
 
     def new_job_fields(
         self,
@@ -117,7 +76,7 @@ class JobStore:
         stamp = now_iso()
         fields = {
             "kind": kind.value,
-            "status": status.value,
+            "status": lifecycle.check(None, status).value,
             "attempts": "0",
             "createdAt": stamp,
             "updatedAt": stamp,
@@ -158,10 +117,6 @@ class JobStore:
 
     def schedule(self, pipe: Any, job_id: str, due: float) -> None:
         pipe.zadd(keys.SCHEDULE, {job_id: due})
-
-
-def is_final(status: str | None) -> bool:
-    return status is not None and JobStatus(status) in FINAL_STATES
 
 
 __all__ = ["JobRecord", "JobStore", "now_iso", "render", "is_final"]

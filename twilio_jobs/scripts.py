@@ -1,0 +1,85 @@
+"""The Lua scripts (`lua/*.lua`), read once and registered on a Redis client by name.
+
+Each file opens with what it does, its KEYS and ARGV. A line `-- include: a b` puts the
+functions of `lua/a.lua` and `lua/b.lua` (and what they include) before the script; any script
+that includes something also gets the constants generated from Python: the statuses, the final
+set and the transition table (`twilio_jobs.lifecycle`), the key builders (`twilio_jobs.keys`)
+and the endings of cancelled and suppressed jobs.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from twilio_jobs import keys, lifecycle
+
+LUA_DIR = Path(__file__).with_name("lua")
+INCLUDE = "-- include:"
+
+def _ending_table(name: str, message: str, code: int | None) -> str:
+    fields = lifecycle.ending(message, code=code)
+    error, result = (lifecycle.lua_string(fields[k]) for k in ("error", "result"))
+    return f"local {name} = {{error = {error}, result = {result}}}\n"
+
+
+@cache
+def constants() -> str:
+    return (
+        "-- generated from twilio_jobs.lifecycle, twilio_jobs.keys and twilio_jobs.scripts\n"
+        + lifecycle.lua_constants()
+        + keys.lua_constants()
+        + _ending_table("TJ_CANCELLED", lifecycle.CANCELLED, None)
+        + _ending_table("TJ_SUPPRESSED", lifecycle.SUPPRESSED, lifecycle.SUPPRESSED_CODE)
+    )
+
+
+@cache
+def _text(name: str) -> str:
+    return (LUA_DIR / f"{name}.lua").read_text()
+
+
+def _includes(name: str) -> list[str]:
+    found: list[str] = []
+    for line in _text(name).splitlines():
+        if line.startswith(INCLUDE):
+            found += line[len(INCLUDE) :].split()
+    return found
+
+
+def _closure(name: str, seen: list[str]) -> None:
+    for dep in _includes(name):
+        if dep not in seen:
+            _closure(dep, seen)
+            seen.append(dep)
+
+
+def compose(body: str, includes: list[str]) -> str:
+    """`body` after the constants and the named files (and what they include)."""
+    deps: list[str] = []
+    for name in includes:
+        if name not in deps:
+            _closure(name, deps)
+            deps.append(name)
+    if not deps:
+        return body
+    return "\n".join([constants(), *(_text(dep) for dep in deps), body])
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of a script as Redis runs it."""
+    return compose(_text(name), _includes(name))
+
+
+def register(redis: Any, name: str) -> Any:
+    """`redis.register_script` of the named script (sync or asyncio client alike)."""
+    return redis.register_script(source(name))
+
+
+def names() -> list[str]:
+    return sorted(path.stem for path in LUA_DIR.glob("*.lua"))
+
+
+__all__ = ["compose", "names", "register", "source"]
