@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from twilio_jobs import counts, keys, lifecycle, scripts
-from twilio_jobs.errors import Conflict, TwilioJobsError
+from twilio_jobs.errors import CampaignNotFound, Conflict
 from twilio_jobs.lifecycle import FINAL_STATES, JobStatus
 from twilio_jobs.limits import current_limit
 from twilio_jobs.store import render
@@ -22,13 +22,6 @@ if TYPE_CHECKING:
 
 CANCEL_CHUNK = 1000
 PAGE_SCAN = 2000
-
-
-class CampaignNotFound(TwilioJobsError):
-    http_status = 404
-
-    def __init__(self, campaign_id: str) -> None:
-        super().__init__(f"Campaign not found: {campaign_id}")
 
 
 class CampaignState:

@@ -5,7 +5,7 @@ is a pool, timeouts, TLS and an answer to "did the request leave this machine?".
 sends a request's head and body in one write and cost about half the CPU per request of
 urllib3 in a profile (docs/benchmarks.md).
 
-Failures are raised as `worker.errors`: nothing could be sent (connection refused, connect
+Failures are raised as `twilio_jobs.errors`: nothing could be sent (connection refused, connect
 timeout, DNS) is `RetryableError`; anything after the request may have been sent (read timeout,
 connection reset or closed before a full answer) is `AmbiguousError`.
 """
@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from worker.errors import AmbiguousError, RetryableError
+from twilio_jobs.errors import AmbiguousError, RetryableError
 
 
 @dataclass(frozen=True)

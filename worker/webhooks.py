@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from twilio_jobs.errors import WebhookError, WebhookRefused
 from twilio_jobs.outbox import Claimed, Outbox
 from twilio_jobs.settings import Settings
 from twilio_jobs.signing import (
@@ -26,7 +27,6 @@ from twilio_jobs.signing import (
     SIGNATURE_HEADER,
     sign_webhook,
 )
-from worker.errors import WebhookError, WebhookRefused
 from worker.handlers import backoff
 from worker.ssrf import Resolver, check_url, resolve
 

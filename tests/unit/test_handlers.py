@@ -10,12 +10,12 @@ import pytest
 
 from twilio_jobs import keys
 from twilio_jobs.crypto import Cipher
+from twilio_jobs.errors import AmbiguousError, PermanentError, RetryableError, SendError
 from twilio_jobs.ledger import Ledger
 from twilio_jobs.scheduler import Scheduler
 from twilio_jobs.schemas import JobKind, JobStatus
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import JobStore
-from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
 from worker.handlers import Runtime, backoff, run_job
 
 SECRET = "unit-test-secret-key-0123456789abcdefgh"

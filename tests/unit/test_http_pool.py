@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from worker.errors import AmbiguousError, RetryableError
+from twilio_jobs.errors import AmbiguousError, RetryableError
 from worker.http_pool import HostPool
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from worker.errors import WebhookError, WebhookRefused
+from twilio_jobs.errors import WebhookError, WebhookRefused
 from worker.ssrf import check_url
 
 
