@@ -1,10 +1,15 @@
-"""Hands job ids to the Celery broker by task name, so the producer needs no worker code.
+"""Hands job ids to the Celery broker by task name, so neither the producer nor this package
+needs Celery or any worker code.
 
 With a Redis broker (the default) a task message is written the way kombu's Redis transport
 writes it: one LPUSH of Celery's protocol-2 message onto the queue's list. When the broker is
 the job store's Redis, that LPUSH joins the pipeline that writes the job record, so a job costs
-one round trip and its record and message appear together. Any other broker (RabbitMQ, a
-kombu key prefix) goes through Celery's `send_task`.
+one round trip and its record and message appear together. Any other broker (RabbitMQ) gets the
+same protocol-2 message through kombu, to the queue's own exchange, as Celery's `send_task`
+publishes it.
+
+The broker's layout (queue names, their exchanges, transport options) is defined here once, for
+the producers here and for the worker's Celery configuration (`worker.config`).
 """
 
 from __future__ import annotations
@@ -13,12 +18,12 @@ import base64
 import json
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery
 from redis import Redis
 
 from twilio_jobs.settings import Settings
@@ -27,14 +32,40 @@ SEND_TASK = "twilio_jobs.send"
 WEBHOOK_TASK = "twilio_jobs.webhook"
 SEND_BATCH_TASK = "twilio_jobs.send_batch"
 REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
+PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 1}
+"""Celery's default `task_publish_retry_policy`."""
 
 
-def celery_app(settings: Settings) -> Celery:
-    """A Celery app with celeryconfig's settings, pointed at this settings object's broker."""
-    app = Celery("twilio_jobs", set_as_current=False)
-    app.config_from_object("celeryconfig")
-    app.conf.broker_url = settings.broker
-    return app
+def queue_names(settings: Settings) -> tuple[str, str]:
+    """The send queue and the webhook queue. Each has an exchange of its own name, bound with
+    its own name as the key (as Celery's task_create_missing_queues would make them): queues
+    sharing a binding would each get a copy of every message."""
+    return settings.queue, f"{settings.queue}.webhooks"
+
+
+def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
+    sends, webhooks = queue_names(settings)
+    return {
+        SEND_TASK: {"queue": sends},
+        SEND_BATCH_TASK: {"queue": sends},
+        WEBHOOK_TASK: {"queue": webhooks},
+    }
+
+
+def transport_options(settings: Settings) -> dict[str, Any]:
+    """kombu's transport options for the broker, producers and workers alike. No key prefix:
+    the Redis LPUSH below writes where kombu's Redis transport reads without one."""
+    return {
+        # A task unacked this long is handed to another worker. Our tasks never wait long (no
+        # long ETAs: sendAt and backoff live in the schedule set), so this only bounds how soon
+        # a job held by a killed worker is picked up again; the send ledger makes the
+        # redelivery safe.
+        "visibility_timeout": settings.visibility_timeout,
+        # kombu's default of 10 starves acks at high concurrency.
+        "max_connections": max(20, settings.worker_concurrency * 2),
+        "socket_keepalive": True,
+        "health_check_interval": 10,
+    }
 
 
 class TaskMessages:
@@ -45,7 +76,7 @@ class TaskMessages:
     def __init__(self, task: str, queue: str) -> None:
         self.task = task
         self.queue = queue
-        origin = f"gen{os.getpid()}@{socket.gethostname()}"
+        origin = _origin()
         envelope = {
             "body": "@BODY@",
             "content-encoding": "utf-8",
@@ -90,41 +121,96 @@ class TaskMessages:
             .replace('"@TAG@"', '"%(tag)s"')
         )
 
-    def encode(self, arg: str) -> str:
+    def encode(self, arg: Any) -> str:
         body = json.dumps([[arg], {}, _EMBED]).encode()
         return self._template % {
             "body": base64.b64encode(body).decode(),
             "id": uuid.uuid4(),
-            "argsrepr": json.dumps(repr([arg])),
+            "argsrepr": json.dumps(_argsrepr(arg)),
             "tag": uuid.uuid4(),
         }
 
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+ARGSREPR_MAX = 1024
+"""Celery's `argsrepr_maxsize`: the header is for people reading logs, not for the worker."""
+
+
+def _argsrepr(arg: Any) -> str:
+    text = repr([arg])
+    return text if len(text) <= ARGSREPR_MAX else text[: ARGSREPR_MAX - 3] + "..."
+
+
+def _origin() -> str:
+    return f"gen{os.getpid()}@{socket.gethostname()}"
+
+
+class KombuPublisher:
+    """Celery protocol-2 task messages through kombu (any broker kombu speaks), as Celery's
+    `send_task` publishes them: to the queue's exchange, declared once per channel."""
+
+    def __init__(self, url: str, options: dict[str, Any]) -> None:
+        from kombu.connection import Connection
+
+        self.connection = Connection(url, transport_options=options)  # type: ignore[no-untyped-call]
+        self._queues: dict[str, Any] = {}
+
+    def _queue(self, name: str) -> Any:
+        from kombu.entity import Exchange, Queue
+
+        queue = self._queues.get(name)
+        if queue is None:
+            exchange = Exchange(name)  # type: ignore[no-untyped-call]
+            queue = self._queues[name] = Queue(name, exchange, routing_key=name)  # type: ignore[no-untyped-call]
+        return queue
+
+    def publish(self, task: str, queue: str, args: Iterable[Any]) -> None:
+        from kombu import pools
+
+        target = self._queue(queue)
+        origin = _origin()
+        reply_to = str(uuid.uuid4())
+        with pools.producers[self.connection].acquire(block=True) as producer:
+            for arg in args:
+                task_id = str(uuid.uuid4())
+                headers: dict[str, Any] = {
+                    "lang": "py", "task": task, "id": task_id, "shadow": None, "eta": None,
+                    "expires": None, "group": None, "group_index": None, "retries": 0,
+                    "timelimit": [None, None], "root_id": task_id, "parent_id": None,
+                    "argsrepr": _argsrepr(arg), "kwargsrepr": "{}", "origin": origin,
+                    "ignore_result": None, "replaced_task_nesting": 0, "stamped_headers": None,
+                    "stamps": {},
+                }  # fmt: skip
+                producer.publish(
+                    [[arg], {}, _EMBED],
+                    exchange=target.exchange,
+                    routing_key=queue,
+                    serializer="json",
+                    headers=headers,
+                    correlation_id=task_id,
+                    reply_to=reply_to,
+                    delivery_mode=2,
+                    declare=[target],
+                    retry=True,
+                    retry_policy=PUBLISH_RETRY,
+                )
+
+    def close(self) -> None:
+        self.connection.release()  # type: ignore[no-untyped-call]
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
-        self.queue = settings.queue
-        self.webhook_queue = f"{settings.queue}.webhooks"
+    def __init__(self, settings: Settings) -> None:
+        self.queue, self.webhook_queue = queue_names(settings)
         self._settings = settings
-        self._app = app
         self._broker: Redis | None = None
-        direct = app is None and urlsplit(settings.broker).scheme in REDIS_SCHEMES
-        if direct:
-            from celeryconfig import broker_transport_options
-
-            # Our LPUSH mirrors kombu's Redis transport as celeryconfig sets it up: no key
-            # prefix. Anything else is kombu's to write.
-            direct = not broker_transport_options.get("global_keyprefix")
+        self._kombu: KombuPublisher | None = None
+        self._lock = threading.Lock()
+        direct = urlsplit(settings.broker).scheme in REDIS_SCHEMES
         self.messages = TaskMessages(SEND_TASK, self.queue) if direct else None
+        self._webhook_messages = TaskMessages(WEBHOOK_TASK, self.webhook_queue) if direct else None
+        self._batch_messages = TaskMessages(SEND_BATCH_TASK, self.queue) if direct else None
         self.shares_store = direct and settings.broker == settings.redis_url
-
-    @property
-    def app(self) -> Celery:
-        if self._app is None:
-            self._app = celery_app(self._settings)
-        return self._app
 
     def queue_in(self, pipe: Any, job_ids: Sequence[str]) -> bool:
         """Add the task messages to `pipe`, a pipeline on the job store, when the broker is
@@ -134,38 +220,42 @@ class Dispatcher:
         pipe.lpush(self.queue, *[self.messages.encode(job_id) for job_id in job_ids])
         return True
 
-    def send(self, job_ids: Iterable[str]) -> None:
-        ids = list(job_ids)
-        if not ids:
+    def _publish(
+        self, messages: TaskMessages | None, task: str, queue: str, args: list[Any]
+    ) -> None:
+        if not args:
             return
-        if self.messages is not None:
+        if messages is not None:
+            self._redis().lpush(queue, *[messages.encode(arg) for arg in args])
+            return
+        self._publisher().publish(task, queue, args)
+
+    def _redis(self) -> Redis:
+        with self._lock:
             if self._broker is None:
                 self._broker = Redis.from_url(self._settings.broker, health_check_interval=10)
-            self._broker.lpush(self.queue, *[self.messages.encode(job_id) for job_id in ids])
-            return
-        app = self.app
-        with app.producer_or_acquire() as producer:
-            for job_id in ids:
-                app.send_task(SEND_TASK, args=[job_id], queue=self.queue, producer=producer)
+            return self._broker
+
+    def _publisher(self) -> KombuPublisher:
+        with self._lock:
+            if self._kombu is None:
+                options = transport_options(self._settings)
+                self._kombu = KombuPublisher(self._settings.broker, options)
+            return self._kombu
+
+    def send(self, job_ids: Iterable[str]) -> None:
+        self._publish(self.messages, SEND_TASK, self.queue, list(job_ids))
 
     def send_webhooks(self, delivery_ids: Iterable[str]) -> None:
-        with self.app.producer_or_acquire() as producer:
-            for delivery_id in delivery_ids:
-                self.app.send_task(
-                    WEBHOOK_TASK, args=[delivery_id], queue=self.webhook_queue, producer=producer
-                )
+        self._publish(self._webhook_messages, WEBHOOK_TASK, self.webhook_queue, list(delivery_ids))
 
     def send_batches(self, job_ids: Sequence[str], size: int) -> None:
         """Campaign traffic: chunks of ids, each sent concurrently by one worker."""
-        with self.app.producer_or_acquire() as producer:
-            for start in range(0, len(job_ids), size):
-                chunk = list(job_ids[start : start + size])
-                self.app.send_task(
-                    SEND_BATCH_TASK, args=[chunk], queue=self.queue, producer=producer
-                )
+        chunks = [list(job_ids[start : start + size]) for start in range(0, len(job_ids), size)]
+        self._publish(self._batch_messages, SEND_BATCH_TASK, self.queue, chunks)
 
     def close(self) -> None:
         if self._broker is not None:
             self._broker.close()
-        if self._app is not None:
-            self._app.close()
+        if self._kombu is not None:
+            self._kombu.close()

@@ -1,5 +1,6 @@
 """The Celery worker: `celery -A worker worker`."""
 
 from worker.app import app
+from worker.tasks import send, send_batch, webhook
 
-__all__ = ["app"]
+__all__ = ["app", "send", "send_batch", "webhook"]

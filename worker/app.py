@@ -1,22 +1,47 @@
-"""The Celery app. All its settings are in celeryconfig.py."""
+"""The Celery app: `celery -A worker worker`. Its configuration comes from the one settings
+object (`worker.config`), read here, at the worker's entry point; its collaborators from the
+composition root (`worker.root`), built when the worker starts."""
 
 from __future__ import annotations
 
 import gc
 import logging
+import threading
 from typing import Any
 
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
 
+from twilio_jobs.settings import Settings, get_settings
 from worker.broker import transport_for
+from worker.config import celery_config
+from worker.root import Root
 from worker.twilio_gateway import quiet_twilio_logging
 
-app = Celery("twilio_jobs")
-app.config_from_object("celeryconfig")
-app.conf.broker_transport = transport_for(app.conf.broker_url)
-
 log = logging.getLogger("twilio_jobs.worker")
+
+
+class WorkerApp(Celery):  # type: ignore[misc]
+    """The Celery app and the one `Root` of this process."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("twilio_jobs")
+        self.settings = settings
+        self.conf.update(celery_config(settings))
+        self.conf.broker_transport = transport_for(self.conf.broker_url)
+        self._root: Root | None = None
+        self._root_lock = threading.Lock()
+
+    @property
+    def root(self) -> Root:
+        if self._root is None:
+            with self._root_lock:
+                if self._root is None:
+                    self._root = Root(self.settings)
+        return self._root
+
+
+app = WorkerApp(get_settings())
 
 
 @worker_init.connect
@@ -29,12 +54,9 @@ def _quiet_task_logs(sender: Any = None, **_: Any) -> None:
 
 
 @worker_ready.connect
-def _start_scheduler(sender: Any = None, **_: Any) -> None:
-    from worker.runtime import runtime, start_scheduler
-
+def _start(sender: Any = None, **_: Any) -> None:
     quiet_twilio_logging()
-    runtime()  # built before the first task, not by the first few at once
-    start_scheduler()
+    app.root.start()  # built before the first task, not by the first few at once
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk all of it again and again (80-100 ms a pass in the
     # API process, docs/benchmarks.md).
@@ -43,23 +65,18 @@ def _start_scheduler(sender: Any = None, **_: Any) -> None:
 
 
 @worker_shutdown.connect
-def _stop_scheduler(sender: Any = None, **_: Any) -> None:
-    from worker.runtime import stop_scheduler
-
-    stop_scheduler()
+def _stop(sender: Any = None, **_: Any) -> None:
+    if app._root is not None:
+        app._root.stop()
 
 
 @task_prerun.connect
 def _task_started(sender: Any = None, **_: Any) -> None:
-    from worker.runtime import watch
-
-    for w in watch:
-        w.task_started()
+    if app._root is not None:
+        app._root.watch.task_started()
 
 
 @task_postrun.connect
 def _task_finished(sender: Any = None, **_: Any) -> None:
-    from worker.runtime import watch
-
-    for w in watch:
-        w.task_finished()
+    if app._root is not None:
+        app._root.watch.task_finished()

@@ -1,10 +1,10 @@
-"""Thin Celery tasks: each takes a job (or webhook delivery) id and calls a plain handler."""
+"""Thin Celery tasks: each takes a job (or webhook delivery) id and calls a plain handler with
+the collaborators of the composition root (`worker.root`)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 
 import redis
 from celery.exceptions import Reject
@@ -12,7 +12,6 @@ from celery.exceptions import Reject
 from twilio_jobs.dispatch import SEND_BATCH_TASK, SEND_TASK, WEBHOOK_TASK
 from worker.app import app
 from worker.handlers import run_job
-from worker.runtime import fast_path, runtime, webhook_runtime
 from worker.webhooks import deliver
 
 log = logging.getLogger("twilio_jobs.worker")
@@ -25,7 +24,7 @@ def send(job_id: str) -> str:
     """Send one job. The message carries only the id; the record says what to do."""
     for attempt in range(STORE_RETRIES):
         try:
-            return run_job(job_id, runtime())
+            return run_job(job_id, app.root.runtime)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("job %s: job store unavailable (%s)", job_id, type(exc).__name__)
             time.sleep(min(2.0, 0.2 * 2**attempt))
@@ -37,35 +36,18 @@ def send(job_id: str) -> str:
 def send_batch(job_ids: list[str]) -> dict[str, int]:
     """Send a chunk of campaign jobs concurrently; each keeps its own record and ledger."""
     try:
-        return fast_path().send_batch(job_ids)
+        return app.root.fast_path.send_batch(job_ids)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         log.warning("batch of %d: job store unavailable (%s)", len(job_ids), type(exc).__name__)
         raise Reject("job store unavailable", requeue=True) from None
-
-
-def publish(job_ids: Sequence[str]) -> None:
-    with app.producer_or_acquire() as producer:
-        for job_id in job_ids:
-            send.apply_async(args=[job_id], producer=producer)
 
 
 @app.task(name=WEBHOOK_TASK, ignore_result=True)
 def webhook(delivery_id: str) -> str:
     """One attempt at one result webhook. Retries wait in the webhook schedule set."""
     try:
-        return deliver(delivery_id, webhook_runtime())
+        return deliver(delivery_id, app.root.webhooks)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # The schedule set still holds the delivery; the scheduler releases it again.
         log.warning("webhook %s: job store unavailable (%s)", delivery_id, type(exc).__name__)
         return "store-unavailable"
-
-
-def publish_webhooks(delivery_ids: Sequence[str]) -> None:
-    with app.producer_or_acquire() as producer:
-        for delivery_id in delivery_ids:
-            webhook.apply_async(args=[delivery_id], producer=producer)
-
-
-def notify(job_id: str, event: str) -> None:
-    """A job reached a final state: queue its result webhook (never fails the job)."""
-    webhook_runtime().outbox.notify(job_id, event)

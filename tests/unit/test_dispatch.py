@@ -1,4 +1,5 @@
-"""twilio_jobs.dispatch: the task message we LPUSH is the one Celery's send_task would publish."""
+"""twilio_jobs.dispatch: the task messages we LPUSH (Redis) or publish through kombu (other
+brokers) are the ones Celery's send_task would publish."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import json
 
 from celery import Celery
 
-from twilio_jobs.dispatch import SEND_TASK, TaskMessages
+from twilio_jobs.dispatch import SEND_BATCH_TASK, SEND_TASK, TaskMessages
 
 VARYING = {"id", "root_id", "origin", "correlation_id", "reply_to", "delivery_tag"}
 
 
-def celery_message(job_id: str, queue: str) -> dict[str, object]:
+def celery_message(arg: object, queue: str, task: str = SEND_TASK) -> dict[str, object]:
     app = Celery("twilio_jobs", broker="memory://", set_as_current=False)
     with app.connection_for_write() as conn:
-        app.send_task(SEND_TASK, args=[job_id], queue=queue, connection=conn)
+        app.send_task(task, args=[arg], queue=queue, connection=conn)
         message = conn.default_channel.basic_get(queue, no_ack=True)
     return {
         "headers": message.headers,
@@ -54,3 +55,22 @@ def test_each_message_has_its_own_ids() -> None:
 def test_job_id_with_quotes_stays_valid_json() -> None:
     decoded = json.loads(TaskMessages(SEND_TASK, "q").encode('we"ird%s'))
     assert json.loads(base64.b64decode(decoded["body"]))[0] == ['we"ird%s']
+
+
+def test_kombu_path_publishes_what_celery_send_task_publishes() -> None:
+    """Brokers other than Redis (RabbitMQ) get the message through kombu, without Celery."""
+    from kombu import Connection
+
+    from twilio_jobs.dispatch import KombuPublisher
+
+    publisher = KombuPublisher("memory://", {})
+    publisher.publish(SEND_BATCH_TASK, "tj_kombu_test", [["a", "b"]])
+    with Connection("memory://") as conn:
+        ours = conn.default_channel.basic_get("tj_kombu_test", no_ack=True)
+    publisher.close()
+    theirs = celery_message(["a", "b"], "tj_kombu_test", SEND_BATCH_TASK)
+    assert strip(ours.headers) == strip(theirs["headers"])  # type: ignore[arg-type]
+    assert json.loads(ours.body) == json.loads(theirs["body"])  # type: ignore[arg-type]
+    assert ours.content_type == theirs["content_type"]
+    assert ours.properties["delivery_mode"] == theirs["properties"]["delivery_mode"]  # type: ignore[index]
+    assert ours.headers["id"] == ours.properties["correlation_id"]
