@@ -6,14 +6,16 @@ AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672//
 # Campaign traffic on RabbitMQ is not verified yet (see the issue notes).
 AMQP_TESTS ?= tests/integration/test_pipeline.py tests/integration/test_guarantees.py tests/integration/test_webhooks.py
 
-.PHONY: all install run test lint bench clean
+LOCK := requirements.lock
+
+.PHONY: all install run test lint lock bench clean
 
 all: lint test
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -c $(LOCK) -e ".[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,7 +23,7 @@ install: $(VENV)/.installed
 run: install
 	$(VENV)/bin/twilio-jobs serve
 
-test: install
+test: install lint
 	$(PY) tests/ensure_services.py
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	TEST_BROKER_URL=$(AMQP_URL) $(PY) -m pytest -q -m integration $(AMQP_TESTS) $(PYTEST_ARGS)
@@ -29,9 +31,21 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check twilio_jobs producer worker tests bench
 	$(VENV)/bin/mypy twilio_jobs producer worker
+	$(VENV)/bin/lint-imports
+
+# The newest versions within pyproject.toml's ranges, from a fresh virtualenv, into $(LOCK).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q --upgrade pip
+	.lock-venv/bin/python -m pip install -q ".[dev]"
+	head -3 $(LOCK) > $(LOCK).new
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -vi '^twilio-jobs' >> $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .lock-venv
 
 bench: install
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .twilio-jobs
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache .twilio-jobs

@@ -9,26 +9,27 @@ ids in a set that `resume` dispatches again; `cancel` ends every job not yet han
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from redis import Redis
 
 from twilio_jobs import counts, keys, lifecycle, scripts
+from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import CampaignNotFound, Conflict
 from twilio_jobs.lifecycle import FINAL_STATES, JobStatus
 from twilio_jobs.limits import current_limit
-from twilio_jobs.store import render
-
-if TYPE_CHECKING:
-    from twilio_jobs.client import Client
+from twilio_jobs.settings import Settings
+from twilio_jobs.store import now_iso, render
 
 CANCEL_CHUNK = 1000
 PAGE_SCAN = 2000
 
 
 class CampaignState:
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.redis = client.redis
-        self.settings = client.settings
+    def __init__(self, settings: Settings, redis: Redis, dispatcher: Dispatcher) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.dispatcher = dispatcher
         self._transition = scripts.register(self.redis, "campaign_state")
         self._cancel = scripts.register(self.redis, "cancel")
 
@@ -113,7 +114,7 @@ class CampaignState:
     def resume(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
         parked = self._move(campaign_id, owner, "active")
         if parked:
-            self.client.dispatcher.send_batches(parked, self.settings.batch_size)
+            self.dispatcher.send_batches(parked, self.settings.batch_size)
         return self.status(campaign_id, owner=owner)
 
     def cancel(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
@@ -154,8 +155,6 @@ class CampaignState:
 
 
 def _stamp() -> str:
-    from twilio_jobs.store import now_iso
-
     return now_iso()
 
 

@@ -22,19 +22,20 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis import Redis
 
-from twilio_jobs import keys, scripts
+from twilio_jobs import keys, scripts, submission
+from twilio_jobs.crypto import Cipher
+from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.limits import account_cap, sender_of, sender_rate
 from twilio_jobs.recipients import Template, normalise, segments
-from twilio_jobs.schemas import MAX_BODY, JobKind, JobStatus
-from twilio_jobs.store import now_iso
-
-if TYPE_CHECKING:
-    from twilio_jobs.client import Client
+from twilio_jobs.schemas import MAX_BODY, JobKind, JobStatus, twilio_params
+from twilio_jobs.settings import Settings
+from twilio_jobs.store import JobStore, now_iso
 
 WRITE_CHUNK = 2000
 
@@ -81,12 +82,22 @@ def new_campaign_id() -> str:
 
 
 class Campaigns:
-    """Campaign creation over a `Client` (its validation, cipher, store and dispatcher)."""
+    """Campaign creation: the validation of a single send, then pipelined writes of the job
+    records (`store`, the token encrypted once by `cipher`) and chunks for `dispatcher`."""
 
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.settings = client.settings
-        self.redis = client.redis
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        store: JobStore,
+        cipher: Cipher,
+        dispatcher: Dispatcher,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.store = store
+        self.cipher = cipher
+        self.dispatcher = dispatcher
 
     def create(
         self,
@@ -103,9 +114,9 @@ class Campaigns:
             )
         kind = request.kind
         single = self._single_request(request)
-        account_sid, token = self.client._credentials(single)
-        due = self.client._due(request.sendAt)
-        base = {k: v for k, v in _twilio_params(single).items() if k not in ("To", "Body")}
+        account_sid, token = submission.credentials(single, self.settings)
+        due = submission.due(request.sendAt)
+        base = {k: v for k, v in twilio_params(single).items() if k not in ("To", "Body")}
         template = Template(request.body) if request.body is not None else None
 
         rejected: list[dict[str, Any]] = []
@@ -165,12 +176,10 @@ class Campaigns:
     def _parse(payload: Mapping[str, Any] | CampaignRequest) -> CampaignRequest:
         if isinstance(payload, CampaignRequest):
             return payload
-        from twilio_jobs.client import describe_errors
-
         try:
             return CampaignRequest.model_validate(payload)
         except ValidationError as exc:
-            raise InvalidRequest(describe_errors(exc.errors())) from None
+            raise InvalidRequest(submission.describe_errors(exc.errors())) from None
 
     def _single_request(self, request: CampaignRequest) -> Any:
         """The campaign as one send request of its kind, to a stand-in recipient."""
@@ -182,7 +191,7 @@ class Campaigns:
         fields["to"] = "+14155550100"
         if request.sendAt is not None:
             fields["sendAt"] = request.sendAt
-        return self.client.validate(request.kind, fields)
+        return submission.validate(request.kind, fields)
 
     def _estimate(
         self, kind: JobKind, account_sid: str, base: Mapping[str, Any], jobs: list[Any]
@@ -208,12 +217,10 @@ class Campaigns:
         due: float | None,
         progress: Progress | None,
     ) -> None:
-        from twilio_jobs.client import new_job_id
-
-        client, store = self.client, self.client.store
+        store = self.store
         ttl = self.settings.result_ttl + 24 * 3600
         status = JobStatus.scheduled if due else JobStatus.queued
-        cred = client.cipher.encrypt(token)  # once: the campaign's jobs share this ciphertext
+        cred = self.cipher.encrypt(token)  # once: the campaign's jobs share this ciphertext
         callback = request.callbackUrl
         meta: dict[Any, Any] = {
             "kind": kind.value,
@@ -242,7 +249,7 @@ class Campaigns:
         done = 0
         for start in range(0, len(jobs), WRITE_CHUNK):
             chunk = jobs[start : start + WRITE_CHUNK]
-            ids = [new_job_id() for _ in chunk]
+            ids = [submission.new_job_id() for _ in chunk]
             shared = store.new_job_fields(
                 kind, {}, account_sid, cred, status=status, owner=owner,
                 callback_url=callback, campaign_id=campaign_id,
@@ -262,16 +269,10 @@ class Campaigns:
                 pipe.expire(keys.campaign_counts(campaign_id), ttl)
             pipe.execute()
             if not due:
-                client.dispatcher.send_batches(ids, self.settings.batch_size)
+                self.dispatcher.send_batches(ids, self.settings.batch_size)
             done += len(chunk)
             if progress is not None:
                 progress(done, len(jobs))
-
-
-def _twilio_params(request: Any) -> dict[str, Any]:
-    from twilio_jobs.schemas import twilio_params
-
-    return twilio_params(request)
 
 
 def _segment_counts(kind: JobKind, jobs: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -16,21 +16,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import redis
-from pydantic import ValidationError
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 
-from twilio_jobs import keys, lifecycle
+from twilio_jobs import keys, lifecycle, submission
+from twilio_jobs.campaign_state import CampaignState
+from twilio_jobs.campaigns import Campaigns
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import (
@@ -42,23 +41,12 @@ from twilio_jobs.errors import (
 )
 from twilio_jobs.lifecycle import JobStatus, is_final
 from twilio_jobs.outbox import Outbox
-from twilio_jobs.schemas import (
-    REQUEST_MODELS,
-    JobKind,
-    _SendBase,
-    check_twilio_rules,
-    twilio_params,
-)
+from twilio_jobs.schemas import JobKind, _SendBase, twilio_params
 from twilio_jobs.settings import Settings, get_settings
 from twilio_jobs.store import JobStore
+from twilio_jobs.submission import describe_errors, new_job_id, owner_of
+from twilio_jobs.suppressions import Suppressions
 from twilio_jobs.writer import JobWriter
-
-if TYPE_CHECKING:
-    from twilio_jobs.campaign_state import CampaignState
-    from twilio_jobs.campaigns import Campaigns
-    from twilio_jobs.suppressions import Suppressions
-
-MAX_SCHEDULE_AHEAD = timedelta(days=35)
 
 
 @dataclass(frozen=True)
@@ -66,42 +54,6 @@ class Submission:
     job_id: str
     status: JobStatus
     created: bool
-
-
-def new_job_id() -> str:
-    return secrets.token_hex(16)
-
-
-def owner_of(api_key: str | None) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
-
-
-def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
-    """One line naming the first offending field, e.g. `Unknown field: foo`."""
-    first = errors[0]
-    loc = list(first["loc"])
-    if loc and loc[0] in ("body", "query", "path", "header"):
-        loc = loc[1:]
-    field = ".".join(str(p) for p in loc)
-    kind = first["type"]
-    if kind == "json_invalid":
-        return "Malformed JSON body"
-    if not field:
-        return (
-            "Request body must be a JSON object"
-            if kind != "missing"
-            else "Request body is required"
-        )
-    if kind == "extra_forbidden":
-        return f"Unknown field: {field}"
-    return f"Invalid field '{field}': {first['msg']}"
-
-
-def _snake_to_camel(name: str) -> str:
-    if name == "from_":
-        return "from"
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 class Client:
@@ -129,24 +81,16 @@ class Client:
     # -- sending -------------------------------------------------------------------------------
 
     def send_sms(self, **fields: Any) -> str:
-        return self.submit(JobKind.sendSms, _camel(fields)).job_id
+        return self.submit(JobKind.sendSms, submission.camel(fields)).job_id
 
     def send_mms(self, **fields: Any) -> str:
-        return self.submit(JobKind.sendMms, _camel(fields)).job_id
+        return self.submit(JobKind.sendMms, submission.camel(fields)).job_id
 
     def make_call(self, **fields: Any) -> str:
-        return self.submit(JobKind.makeCall, _camel(fields)).job_id
+        return self.submit(JobKind.makeCall, submission.camel(fields)).job_id
 
     def validate(self, kind: JobKind, payload: Mapping[str, Any] | _SendBase) -> _SendBase:
-        if isinstance(payload, _SendBase):
-            request = payload
-        else:
-            try:
-                request = REQUEST_MODELS[kind].model_validate(payload)
-            except ValidationError as exc:
-                raise InvalidRequest(describe_errors(exc.errors())) from None
-        check_twilio_rules(kind, request)
-        return request
+        return submission.validate(kind, payload)
 
     def submit(
         self,
@@ -159,7 +103,7 @@ class Client:
         request = self.validate(kind, payload)
         account_sid, token = self._credentials(request)
         params = twilio_params(request)
-        due = self._due(request.sendAt)
+        due = submission.due(request.sendAt)
         key = idempotency_key or request.idempotencyKey
         job_id = new_job_id()
         if key:
@@ -253,30 +197,7 @@ class Client:
         )
 
     def _credentials(self, request: _SendBase) -> tuple[str, str]:
-        sid = request.accountSid
-        token = request.accountToken
-        default_sid = self.settings.twilio_account_sid
-        default_token = self.settings.twilio_auth_token
-        if not sid and not token and default_sid and default_token:
-            return default_sid, default_token.get_secret_value()
-        if sid and not token and default_token and sid == default_sid:
-            return sid, default_token.get_secret_value()
-        if not sid or not token:
-            raise InvalidRequest(CREDENTIALS_REQUIRED)
-        return sid, token
-
-    @staticmethod
-    def _due(send_at: datetime | None) -> float | None:
-        if send_at is None:
-            return None
-        if send_at.tzinfo is None:
-            send_at = send_at.replace(tzinfo=UTC)
-        now = datetime.now(UTC)
-        if send_at <= now:
-            raise InvalidRequest("sendAt must be in the future")
-        if send_at - now > MAX_SCHEDULE_AHEAD:
-            raise InvalidRequest("sendAt must be at most 35 days ahead")
-        return send_at.timestamp()
+        return submission.credentials(request, self.settings)
 
     def _claim_idempotency(
         self, owner: str, key: str, kind: JobKind, request: _SendBase, job_id: str
@@ -322,27 +243,21 @@ class Client:
 
     @cached_property
     def campaigns(self) -> Campaigns:
-        from twilio_jobs.campaigns import Campaigns
-
-        return Campaigns(self)
+        return Campaigns(self.settings, self.redis, self.store, self.cipher, self.dispatcher)
 
     @cached_property
     def campaign_state(self) -> CampaignState:
-        from twilio_jobs.campaign_state import CampaignState
-
-        return CampaignState(self)
+        return CampaignState(self.settings, self.redis, self.dispatcher)
 
     @cached_property
     def suppressions(self) -> Suppressions:
-        from twilio_jobs.suppressions import Suppressions
-
         return Suppressions(self.redis)
 
     def create_campaign(
         self, *, dry_run: bool = False, owner: str = "", **fields: Any
     ) -> dict[str, Any]:
         """`create_campaign(account_sid=..., from_=..., body="Hi {{name}}", recipients=[...])`"""
-        return self.campaigns.create(_camel(fields), owner=owner, dry_run=dry_run)
+        return self.campaigns.create(submission.camel(fields), owner=owner, dry_run=dry_run)
 
     # -- reading and managing ------------------------------------------------------------------
 
@@ -415,5 +330,4 @@ class Client:
         self.dispatcher.close()
 
 
-def _camel(fields: Mapping[str, Any]) -> dict[str, Any]:
-    return {_snake_to_camel(k): v for k, v in fields.items()}
+__all__ = ["Client", "Submission", "describe_errors", "new_job_id", "owner_of"]
