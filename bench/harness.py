@@ -32,7 +32,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 RESULT_URL = os.environ.get("BENCH_RESULT_URL", "redis://127.0.0.1:6379/14")
 SECRET_KEY = "bench-secret-key-0123456789-abcdefghijklmnopqrstuv"
 QUEUE = "twilio_jobs"
-# The README's recommended worker: threads pool (celeryconfig), this concurrency.
+# The README's recommended worker: threads pool (worker/config.py), this concurrency.
 RECOMMENDED_CONCURRENCY = 64
 CELERY_FLAGS = ["--without-mingle", "--without-gossip", "--without-heartbeat"]
 
@@ -215,7 +215,7 @@ class FakeTwilioProc(Proc):
 def our_worker(
     env: dict[str, str], concurrency: int = RECOMMENDED_CONCURRENCY, name: str = "worker"
 ) -> Proc:
-    """Our worker as the README recommends running it (threads pool from celeryconfig)."""
+    """Our worker as the README recommends running it (threads pool from worker/config.py)."""
     argv = [PY, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO"]
     argv += ["-c", str(concurrency), "-Q", f"{QUEUE},{QUEUE}.webhooks", "-n", f"{name}@%h"]
     return Proc(name, argv + CELERY_FLAGS, env, ready=[" ready."])
