@@ -17,7 +17,7 @@ from twilio_jobs import counts, keys, lifecycle, scripts
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import CampaignNotFound, Conflict
 from twilio_jobs.lifecycle import FINAL_STATES, JobStatus
-from twilio_jobs.limits import current_limit
+from twilio_jobs.pacing import current_limit
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import now_iso, render
 

@@ -31,7 +31,7 @@ from twilio_jobs import keys, scripts, submission
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import InvalidRequest
-from twilio_jobs.limits import account_cap, sender_of, sender_rate
+from twilio_jobs.pacing import account_cap, sender_of, sender_rate
 from twilio_jobs.recipients import Template, normalise, segments
 from twilio_jobs.schemas import MAX_BODY, JobKind, JobStatus, twilio_params
 from twilio_jobs.settings import Settings

@@ -14,8 +14,8 @@ from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import CREDENTIALS_REQUIRED
 from twilio_jobs.gates import SUPPRESSED_CODE, Gates
 from twilio_jobs.ledger import Claim, Ledger
-from twilio_jobs.limits import sender_of
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
+from twilio_jobs.pacing.rate import sender_of
 from twilio_jobs.schemas import JobKind, JobStatus, error_envelope, success_envelope
 from twilio_jobs.settings import Settings
 from twilio_jobs.status_callbacks import with_status_callback

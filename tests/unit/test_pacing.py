@@ -6,7 +6,7 @@ import fakeredis
 import pytest
 
 from twilio_jobs import keys
-from twilio_jobs.limits import sender_rate
+from twilio_jobs.pacing import sender_rate
 from twilio_jobs.pacing.pacer import Lane, Pacer
 from twilio_jobs.settings import Settings
 

@@ -1,79 +1,19 @@
-"""Global pacing in Redis, shared by every worker process on every machine.
-
-Three limits, each one atomic Lua script (`lua/acquire.lua`, `throttle.lua`, `backlog.lua`)
-over a few keys (`twilio_jobs.keys`):
-- requests in flight per account: a sorted set of leases scored by their expiry, so the slots
-  of a worker that died mid-request come back by themselves;
-- messages per second per sender (a `from` number or Messaging Service) and calls per second
-  per account: GCRA, a single "theoretical arrival time" per lane. A grant may start a little
-  in the future (up to `horizon`), so several sends can be granted in one call and spaced
-  exactly;
-- AIMD on 429/20429: the account's in-flight limit is halved (at most once per
-  `aimd_cut_interval`) and regained additively per second; `Retry-After` holds the account.
-
-Times are Redis's own clock (TIME), so workers on machines whose clocks differ, or a thread
-that read its clock and then waited for the GIL, cannot squeeze two sends together; tests pass
-an explicit `now`. A job that cannot start soon is not kept waiting in a worker: `backlog_due`
-hands it a place in line on its lane, and it goes back through the scheduler until then.
-"""
+"""The pacer: every limit of `twilio_jobs.pacing` checked in one atomic acquire
+(`lua/acquire.lua`), plus the AIMD cut on 429 (`lua/throttle.lua`) and places in line for jobs
+that cannot start soon (`lua/backlog.lua`)."""
 
 from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 from twilio_jobs import keys, scripts
-from twilio_jobs.limits import account_cap, sender_of, sender_rate
-from twilio_jobs.schemas import JobKind
+from twilio_jobs.pacing.inflight import throttle_args
+from twilio_jobs.pacing.lane import Grant, Lane
+from twilio_jobs.pacing.rate import HORIZON
 from twilio_jobs.settings import Settings
-
-HORIZON = 0.25
-"""How far ahead a grant may start: short enough to hold a slot idle only briefly."""
-
-@dataclass(frozen=True)
-class Lane:
-    """Where a send waits: the account's in-flight set plus one rate lane."""
-
-    account: str
-    name: str  # the sender, or "calls"
-    interval: float  # seconds between sends; 0: unlimited
-    cap: int
-    campaign: str = ""
-
-    @classmethod
-    def of(
-        cls, kind: JobKind, account: str, params: Mapping[str, Any], campaign: str, s: Settings
-    ) -> Lane:
-        if kind is JobKind.makeCall:
-            name, per_second = "calls", s.calls_per_second
-        else:
-            name = sender_of(params)
-            per_second = sender_rate(name, s)
-        interval = 1.0 / per_second if per_second > 0 else 0.0
-        return cls(account, name, interval, account_cap(account, s), campaign)
-
-    def keys(self) -> list[str]:
-        campaign = keys.campaign(self.campaign) if self.campaign else keys.NO_CAMPAIGN
-        return [
-            keys.in_flight(self.account),
-            keys.aimd(self.account),
-            keys.rate(self.account, self.name),
-            campaign,
-        ]
-
-
-@dataclass(frozen=True)
-class Grant:
-    """Outcome of one acquire: `leases` with their `starts` (seconds from now), or none and
-    `wait` (seconds) with the `reason`: inflight | rate | hold | paused | cancelled."""
-
-    leases: tuple[str, ...] = ()
-    starts: tuple[float, ...] = ()
-    wait: float = 0.0
-    reason: str = ""
 
 
 class Pacer:
@@ -119,14 +59,7 @@ class Pacer:
     def throttle_args(
         self, account: str, now: float | None, retry_after: float | None
     ) -> list[Any]:
-        hold = min(retry_after or 0.0, self.settings.retry_after_max)
-        return [
-            _clock(now),
-            account_cap(account, self.settings),
-            repr(self.settings.aimd_recover_per_second),
-            repr(self.settings.aimd_cut_interval),
-            repr(hold),
-        ]
+        return throttle_args(account, self.settings, _clock(now), retry_after)
 
     # -- asyncio use (the campaign fast path; `redis` is a redis.asyncio client) -------------
 
@@ -165,3 +98,6 @@ class Pacer:
 
 def _clock(now: float | None) -> str:
     return "" if now is None else repr(now)
+
+
+__all__ = ["Grant", "Lane", "Pacer"]
