@@ -38,3 +38,17 @@ def test_producer_does_not_import_worker_or_twilio() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def test_the_public_api_imports_no_framework() -> None:
+    """A web app that does `from twilio_jobs import ...` gets neither Celery, FastAPI, twilio,
+    nor the producer or worker packages (import-linter checks the same statically)."""
+    code = (
+        "import sys\n"
+        "from twilio_jobs import AsyncHttpClient, Client, HttpClient, JobRecord, verify_webhook\n"
+        "roots = ('celery', 'fastapi', 'starlette', 'uvicorn', 'twilio', 'producer', 'worker')\n"
+        "bad = [m for m in sys.modules if m.split('.')[0] in roots]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    assert (ROOT / "twilio_jobs" / "py.typed").exists()
