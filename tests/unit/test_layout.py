@@ -52,3 +52,23 @@ def test_the_public_api_imports_no_framework() -> None:
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
     assert (ROOT / "twilio_jobs" / "py.typed").exists()
+
+
+def test_redis_keys_and_scripts_have_one_home_each() -> None:
+    """Every Redis key is built by twilio_jobs.keys (Lua gets builders generated from it), and
+    every Lua script is a file under twilio_jobs/lua registered through twilio_jobs.scripts."""
+    sources = [
+        path
+        for package in ("twilio_jobs", "producer", "worker")
+        for path in (ROOT / package).rglob("*")
+        if path.suffix in (".py", ".lua")
+    ]
+    for path in sources:
+        text = path.read_text()
+        name = path.relative_to(ROOT).as_posix()
+        if name != "twilio_jobs/keys.py":
+            assert '"tj:' not in text and "'tj:" not in text, name
+        if name != "twilio_jobs/scripts.py":
+            assert "register_script(" not in text, name
+        if path.suffix == ".py":
+            assert "redis.call(" not in text, name
