@@ -1,10 +1,11 @@
 """The Lua scripts (`lua/*.lua`), read once and registered on a Redis client by name.
 
 Each file opens with what it does, its KEYS and ARGV. A line `-- include: a b` puts the
-functions of `lua/a.lua` and `lua/b.lua` (and what they include) before the script; any script
-that includes something also gets the constants generated from Python: the statuses, the final
-set and the transition table (`twilio_jobs.lifecycle`), the key builders (`twilio_jobs.keys`)
-and the endings of cancelled and suppressed jobs.
+functions of `lua/a.lua` and `lua/b.lua` (and what they include) before the script; a script
+that includes `lifecycle` also gets the constants generated from Python: the statuses, the
+final set and the transition table (`twilio_jobs.lifecycle`), the key builders
+(`twilio_jobs.keys`) and the endings of cancelled and suppressed jobs. Redis runs all of it on
+every call, so the pacing scripts, which need none of it, go without.
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def compose(body: str, includes: list[str]) -> str:
         if name not in deps:
             _closure(name, deps)
             deps.append(name)
-    if not deps:
-        return body
-    return "\n".join([constants(), *(_text(dep) for dep in deps), body])
+    texts = [_text(dep) for dep in deps]
+    if "lifecycle" in deps:  # the generated constants serve lifecycle.lua and what includes it
+        texts.insert(0, constants())
+    return "\n".join([*texts, body])
 
 
 @cache
