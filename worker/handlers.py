@@ -75,7 +75,7 @@ def run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
         return _fail(job_id, claim, rt, PermanentError(str(exc)))
     if not token:
         return _fail(job_id, claim, rt, PermanentError(CREDENTIALS_REQUIRED))
-    params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher)
+    params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher, kind)
     if claim.mode == "reconcile":
         adopted = _reconcile(job_id, claim, kind, token, rt)
         if adopted is not None:

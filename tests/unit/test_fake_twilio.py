@@ -6,10 +6,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from email.utils import parsedate_to_datetime
 from urllib.parse import parse_qsl
 
 import pytest
@@ -97,7 +97,6 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_message_create_list_fetch(fake: FakeTwilio, client: Client) -> None:
-    before = datetime.now(UTC) - timedelta(seconds=2)
     msg = client.messages.create(to="+15550001111", from_="+15550002222", body="hello")
     client.messages.create(to="+15550003333", from_="+15550002222", body="other")
     assert msg.sid.startswith("SM") and len(msg.sid) == 34

@@ -10,6 +10,7 @@ from twilio.request_validator import RequestValidator
 
 from producer import verify_webhook
 from producer.crypto import Cipher
+from producer.schemas import JobKind
 from producer.settings import Settings
 from producer.status_callbacks import (
     callback_token,
@@ -131,6 +132,18 @@ def test_status_callback_added_only_with_a_public_url() -> None:
         f"https://jobs.example.com/api/twilio/status/job1?token={token}"
     )
     assert token != callback_token(cipher, "job2")
+
+
+def test_a_call_asks_for_every_progress_event() -> None:
+    cipher = Cipher("k" * 40)
+    settings = _settings(public_url="https://jobs.example.com")
+    params = {"To": "+14155550100", "From": "+15005550006", "Url": "https://x"}
+    added = with_status_callback(params, "job1", settings, cipher, JobKind.makeCall)
+    assert added["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert "StatusCallbackEvent" not in with_status_callback(params, "job1", settings, cipher)
+    own = {**params, "StatusCallbackEvent": ["completed"]}
+    kept = with_status_callback(own, "job1", settings, cipher, JobKind.makeCall)
+    assert kept["StatusCallbackEvent"] == ["completed"] and "StatusCallback" in kept
 
 
 def test_the_callers_status_callback_wins() -> None:
