@@ -85,6 +85,8 @@ class CampaignAccepted(BaseModel):
     duplicates: int
     statusUrl: str | None = None
     dryRun: bool = False
+    unknownRanges: int | None = None
+    """Dry run: accepted numbers outside phonenumbers' metadata (sent; Twilio decides)."""
     segments: dict[str, Any] | None = None
     estimatedSeconds: float | None = None
 
@@ -123,14 +125,14 @@ class Campaigns:
 
         rejected: list[dict[str, Any]] = []
         seen: set[str] = set()
-        duplicates = 0
+        duplicates = unknown_ranges = 0
         jobs: list[dict[str, Any]] = []
         region = request.defaultRegion.upper() if request.defaultRegion else None
         for index, row in enumerate(request.recipients):
             if not isinstance(row, dict):
                 rejected.append({"index": index, "reason": "recipient must be an object"})
                 continue
-            to, reason = normalise(row.get("to"), region)
+            to, reason, known = normalise(row.get("to"), region)
             if reason:
                 rejected.append({"index": index, "to": row.get("to"), "reason": reason})
                 continue
@@ -153,12 +155,14 @@ class Campaigns:
                 params["Body"] = body
             seen.add(to)
             jobs.append(params)
+            unknown_ranges += not known
 
         answer = CampaignAccepted(
             campaignId=None, accepted=len(jobs), rejected=rejected, duplicates=duplicates
         )
         if dry_run:
             answer.dryRun = True
+            answer.unknownRanges = unknown_ranges
             answer.segments = _segment_counts(kind, jobs)
             answer.estimatedSeconds = self._estimate(kind, account_sid, base, jobs)
             return answer.model_dump()
@@ -170,7 +174,9 @@ class Campaigns:
         )
         answer.campaignId = campaign_id
         answer.statusUrl = f"/api/campaigns/{campaign_id}"
-        return answer.model_dump(exclude={"dryRun", "segments", "estimatedSeconds"})
+        return answer.model_dump(
+            exclude={"dryRun", "unknownRanges", "segments", "estimatedSeconds"}
+        )
 
     # -- steps ---------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from producer.errors import twilio_style
+from producer.recipients import check_to
 
 
 class JobStatus(StrEnum):
@@ -171,6 +172,9 @@ def check_twilio_rules(kind: JobKind, request: _SendBase) -> None:
 
     if not request.to:
         raise InvalidRequest(twilio_style("A 'To' phone number is required."))
+    impossible = check_to(request.to)
+    if impossible:
+        raise InvalidRequest(twilio_style(impossible))
     if kind is JobKind.makeCall:
         assert isinstance(request, CallRequest)
         if not request.from_:

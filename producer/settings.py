@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     api_keys: str | None = None
     result_ttl: int = 7 * 24 * 3600
     max_attempts: int = Field(default=8, ge=1, le=100)
+    # A 429 does not use up an attempt: a throttled job waits, and fails only after this long.
+    throttled_give_up: float = Field(default=3600.0, gt=0)
 
     queue: str = "twilio_jobs"
     connect_timeout: float = 5.0
