@@ -142,7 +142,7 @@ def make_settings(env: dict[str, str]) -> Settings:
 class WorkerProcess:
     """A real `celery -A worker worker` in a subprocess, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 16) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int | None = 16) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
         self.concurrency = concurrency
@@ -159,10 +159,12 @@ class WorkerProcess:
                 "-m",
                 "producer.cli",
                 "worker",
-                "-P",
-                "threads",
-                "-c",
-                str(self.concurrency),
+                # None: the pool and concurrency users get from `twilio-jobs worker`.
+                *(
+                    []
+                    if self.concurrency is None
+                    else ["-P", "threads", "-c", str(self.concurrency)]
+                ),
                 "-Q",
                 queues,
                 # Each worker its own node name: on RabbitMQ two workers named alike clash on
@@ -228,7 +230,9 @@ def client(settings: Settings) -> Iterator[Client]:
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], concurrency: int = 16, name: str = "worker") -> WorkerProcess:
+    def start(
+        env: dict[str, str], concurrency: int | None = 16, name: str = "worker"
+    ) -> WorkerProcess:
         proc = WorkerProcess(env, tmp_path / f"{name}.log", concurrency).start()
         started.append(proc)
         return proc
@@ -251,6 +255,36 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def broker_depth(conn: redis.Redis, queues: tuple[str, ...] = ("twilio_jobs",)) -> int:
+    """Task messages still with the broker: waiting in its queues or delivered and not acked."""
+    if BROKER_URL and BROKER_URL.startswith("amqp"):
+        from kombu import Connection
+
+        with Connection(BROKER_URL) as amqp:
+            channel = amqp.default_channel
+            return sum(channel.queue_declare(q, passive=True).message_count for q in queues)
+    waiting = sum(int(conn.llen(q)) for q in queues)
+    return waiting + int(conn.hlen("unacked"))
+
+
+def wait_quiet(
+    conn: redis.Redis, fake: FakeTwilio, timeout: float = 60.0, queues: tuple[str, ...] = ()
+) -> None:
+    """Wait until nothing is left that could still send: no task message with the broker or
+    unacked, nothing in the schedule (retries, reconciliations, watchdogs), no request in
+    flight at Twilio. A test that looks for duplicates waits for this, not for a sleep."""
+    names = ("twilio_jobs", *queues)
+
+    def quiet() -> bool:
+        return (
+            broker_depth(conn, names) == 0
+            and conn.zcard("tj:schedule") == 0
+            and not fake.in_flight_now
+        )
+
+    wait_until(quiet, timeout=timeout, interval=0.1)
 
 
 def free_port() -> int:
