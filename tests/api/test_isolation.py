@@ -294,3 +294,30 @@ def test_account_registration_errors(
         assert answer.json()["callback"] == "error"
     assert api.get("/api/accounts", headers=BRAVO).json() == {"accounts": []}
     assert not list(redis_conn.scan_iter(keys.proven("*")))
+
+
+def test_campaign_jobs_carry_their_tenant_and_whether_it_gave_the_token(
+    tenants: tuple[TestClient, Client], redis_conn: redis.Redis
+) -> None:
+    api, _ = tenants
+    body = BODIES["POST", "/api/campaigns"]
+    campaign_id = api.post("/api/campaigns", json=body, headers=ALPHA).json()["campaignId"]
+    (job_id,) = redis_conn.lrange(keys.campaign_jobs(campaign_id), 0, -1)
+    record = redis_conn.hgetall(keys.job(job_id))
+    assert record["owner"] == "alpha" and record["ownCred"] == "1"
+
+
+def test_without_keys_nothing_changes(env: dict[str, str], redis_conn: redis.Redis) -> None:
+    jobs = Client(make_settings(env))
+    with TestClient(create_app(jobs.settings, jobs)) as api:
+        Gates(redis_conn).suppress(DEFAULT_ACCOUNT_SID, SENDER, STOPPED, "j1", time.time())
+        query = {"accountSid": DEFAULT_ACCOUNT_SID}
+        listed = api.get("/api/suppressions", params=query)
+        assert [s["to"] for s in listed.json()["suppressions"]] == [STOPPED]
+        job_id = api.post("/api/twilio/sendSms", json=SEED_SMS).json()["jobId"]
+        assert api.get(f"/api/jobs/{job_id}").status_code == 200
+        assert redis_conn.hget(keys.job(job_id), "owner") == ""
+        assert not redis_conn.hexists(keys.job(job_id), "ownCred")
+        lifted = api.delete("/api/suppressions", params={**query, "to": STOPPED})
+        assert lifted.json() == {"lifted": 1}
+    jobs.close()
