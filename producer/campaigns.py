@@ -233,6 +233,7 @@ class Campaigns:
         ttl = self.settings.result_ttl + 24 * 3600
         status = JobStatus.scheduled if due else JobStatus.queued
         cred = client.cipher.encrypt(token)  # once: the campaign's jobs share this ciphertext
+        own_cred = bool(request.accountToken)
         callback = request.callbackUrl
         meta: dict[Any, Any] = {
             "kind": kind.value,
@@ -264,7 +265,7 @@ class Campaigns:
             ids = [new_job_id() for _ in chunk]
             shared = store.new_job_fields(
                 kind, {}, account_sid, cred, status=status, owner=owner,
-                callback_url=callback, campaign_id=campaign_id,
+                own_cred=own_cred, callback_url=callback, campaign_id=campaign_id,
             )  # fmt: skip
             del shared["params"]
             flat = json.dumps([x for pair in shared.items() for x in pair])

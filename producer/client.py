@@ -52,6 +52,7 @@ from producer.schemas import (
 )
 from producer.settings import Settings, get_settings
 from producer.store import JobStore, is_final
+from producer.tenancy import AccountRegistry
 from producer.writer import JobWriter
 
 if TYPE_CHECKING:
@@ -71,10 +72,6 @@ class Submission:
 
 def new_job_id() -> str:
     return secrets.token_hex(16)
-
-
-def owner_of(api_key: str | None) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -250,6 +247,7 @@ class Client:
             self.cipher.encrypt_recent(token),
             status=status,
             owner=owner,
+            own_cred=bool(request.accountToken),
             callback_url=str(request.callbackUrl) if request.callbackUrl else None,
         )
 
@@ -339,6 +337,16 @@ class Client:
 
         return Suppressions(self.redis)
 
+    @cached_property
+    def accounts(self) -> AccountRegistry:
+        return AccountRegistry(
+            self.redis,
+            api_base_url=self.settings.twilio_api_base_url,
+            ttl=self.settings.result_ttl,
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+        )
+
     def create_campaign(
         self, *, dry_run: bool = False, owner: str = "", **fields: Any
     ) -> dict[str, Any]:
@@ -398,7 +406,9 @@ class Client:
             token = self.settings.twilio_auth_token.get_secret_value()
         if not token and not fields.get("cred"):
             raise InvalidRequest(CREDENTIALS_REQUIRED)
-        outcome = self.store.reopen(job_id, self.cipher.encrypt(token) if token else "")
+        outcome = self.store.reopen(
+            job_id, self.cipher.encrypt(token) if token else "", own_cred=bool(account_token)
+        )
         if outcome == "missing":
             raise JobNotFound(job_id)
         if outcome != "ok":

@@ -93,3 +93,14 @@ def backlog(account_sid: str, lane: str) -> str:
 def suppressed(account_sid: str) -> str:
     """Hash: `<sender> <to>` -> JSON {code, at, jobId} for recipients who opted out."""
     return f"{PREFIX}suppressed:{account_sid}"
+
+
+# -- tenancy
+
+
+PROVEN_PREFIX = f"{PREFIX}proven:"
+
+
+def proven(tenant: str) -> str:
+    """Sorted set: account SID -> unix time the tenant last proved it holds the account."""
+    return f"{PROVEN_PREFIX}{tenant}"

@@ -429,6 +429,7 @@ class FakeTwilio:
             web.post(f"{base}.json", self._api(self._create)),
             web.get(f"{base}.json", self._api(self._list)),
             web.get(f"{base}/{{sid}}.json", self._api(self._fetch)),
+            web.get(f"/{API_VERSION}/Accounts/{{account}}.json", self._api(self._fetch_account)),
             web.post("/_fake/callbacks", self._http_callbacks),
             web.post("/_fake/{op}", self._http_control),
             web.get("/_fake/{what:stats|messages|calls}", self._http_inspect),
@@ -694,6 +695,21 @@ class FakeTwilio:
         with self._lock:
             record.advance(time.time())
             return _json(record.resource)
+
+    async def _fetch_account(self, request: web.Request) -> web.Response:
+        """Twilio's Account resource, as `GET /2010-04-01/Accounts/{sid}.json` returns it."""
+        account = request.match_info["account"]
+        self.requests_total += 1
+        self._authenticate(request, account)
+        stamp = _rfc2822(int(time.time()))
+        return _json({
+            "sid": account, "owner_account_sid": account, "friendly_name": f"{account} fake",
+            "status": "active", "type": "Full", "auth_token": self._accounts[account],
+            "date_created": stamp, "date_updated": stamp,
+            "uri": f"/{API_VERSION}/Accounts/{account}.json",
+            "subresource_uris": {"messages": f"/{API_VERSION}/Accounts/{account}/Messages.json",
+                                 "calls": f"/{API_VERSION}/Accounts/{account}/Calls.json"},
+        })  # fmt: skip
 
     async def _list(self, request: web.Request) -> web.Response:
         account, kind = request.match_info["account"], request.match_info["kind"]

@@ -22,6 +22,7 @@ from typing import Any
 from redis import Redis
 
 from producer import counts, keys
+from producer.tenancy import PROVE_LUA
 from worker.gates import LUA as GATES
 
 CLAIM = (
@@ -69,10 +70,12 @@ return {mode, tostring(attempts), submitted, d[1] or '', d[2] or '{}', d[3] or '
 """
 )
 
+# A success proves the job's account to its tenant (producer.tenancy).
 # KEYS: job, schedule, sid owner key. ARGV: lease, fields (json object), deletions (json list),
 # due ('' for none), job id, sid ('' for none), ttl.
 SETTLE = (
     counts.LUA
+    + PROVE_LUA
     + """
 local key = KEYS[1]
 if redis.call('HGET', key, 'lease') ~= ARGV[1] then return 0 end
@@ -81,6 +84,7 @@ local fields = cjson.decode(ARGV[2])
 for k, v in pairs(fields) do redis.call('HSET', key, k, v) end
 for _, k in ipairs(cjson.decode(ARGV[3])) do redis.call('HDEL', key, k) end
 if fields.status then tj_moved(key, old, fields.status) end
+if fields.status == 'succeeded' then tj_prove(key, ARGV[7]) end
 if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[2], ARGV[4], ARGV[5])
 else
