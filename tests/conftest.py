@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -255,6 +256,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def statuses(conn: redis.Redis, job_ids: list[str]) -> Counter[str]:
+    """How many of the jobs are in each status, in one round trip."""
+    pipe = conn.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(f"tj:job:{job_id}", "status")
+    return Counter(str(s) for s in pipe.execute())
 
 
 def broker_depth(conn: redis.Redis, queues: tuple[str, ...] = ("twilio_jobs",)) -> int:

@@ -23,6 +23,7 @@ from tests.conftest import (
     WorkerProcess,
     make_settings,
     service_env,
+    statuses,
     wait_quiet,
     wait_until,
 )
@@ -50,13 +51,6 @@ def sms(to: str = "+14155550100", **extra: Any) -> dict[str, Any]:
 def api(settings: Settings, client: Client) -> Iterator[TestClient]:
     with TestClient(create_app(settings, client)) as http:
         yield http
-
-
-def statuses(conn: redis.Redis, job_ids: list[str]) -> Counter[str]:
-    pipe = conn.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hget(f"tj:job:{job_id}", "status")
-    return Counter(str(s) for s in pipe.execute())
 
 
 def all_final(conn: redis.Redis, job_ids: list[str]) -> bool:

@@ -26,6 +26,7 @@ from tests.conftest import (
     WorkerProcess,
     make_settings,
     service_env,
+    statuses,
     wait_quiet,
     wait_until,
 )
@@ -142,13 +143,6 @@ def test_campaign_batch_recipients_are_created_once(
     jobs.close()
 
 
-def _statuses(conn: redis.Redis, job_ids: list[str]) -> collections.Counter[str]:
-    pipe = conn.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hget(f"tj:job:{job_id}", "status")
-    return collections.Counter(str(s) for s in pipe.execute())
-
-
 def test_throttling_never_fails_a_job_while_the_account_is_busy(
     fake_twilio: FakeTwilio,
     redis_conn: redis.Redis,
@@ -180,12 +174,12 @@ def test_throttling_never_fails_a_job_while_the_account_is_busy(
         if aimd:  # the limit now: as last cut, grown back at the default 1 per second since
             grown = float(aimd["limit"]) + (time.time() - float(aimd["at"]))
             limits.append(min(25.0, grown))
-        counts = _statuses(redis_conn, job_ids)
+        counts = statuses(redis_conn, job_ids)
         return counts["succeeded"] + counts["failed"] == total
 
     wait_until(done, timeout=240, interval=0.25)
     wait_quiet(redis_conn, fake_twilio)
-    counts = _statuses(redis_conn, job_ids)
+    counts = statuses(redis_conn, job_ids)
     later = limits[len(limits) // 2 :]
     settled = sorted(later)[len(later) // 2] if later else None
     print(
