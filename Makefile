@@ -24,7 +24,7 @@ run: install
 	$(VENV)/bin/twilio-jobs serve
 
 test: install lint
-	$(PY) tests/ensure_services.py
+	$(PY) -m tests.ensure_services
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 	TEST_BROKER_URL=$(AMQP_URL) $(PY) -m pytest -q -m integration $(AMQP_TESTS) $(PYTEST_ARGS)
 

@@ -17,16 +17,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer.account_routes import account_router
 from producer.campaign_routes import campaign_router
 from producer.webhook_routes import webhook_router
-from twilio_jobs.client import Client, describe_errors, owner_of
+from twilio_jobs.client import Client, describe_errors
 from twilio_jobs.errors import (
     InvalidRequest,
     JobNotFound,
     PayloadTooLarge,
     ServiceUnavailable,
     TwilioJobsError,
-    Unauthorized,
 )
 from twilio_jobs.lifecycle import is_final
 from twilio_jobs.schemas import (
@@ -38,6 +38,7 @@ from twilio_jobs.schemas import (
     error_envelope,
 )
 from twilio_jobs.settings import Settings, get_settings
+from twilio_jobs.tenancy import Tenants
 
 log = logging.getLogger("twilio_jobs.api")
 
@@ -159,17 +160,13 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     def jobs() -> Client:
         return the_client
 
-    api_keys = set(settings.api_key_list)
+    tenants = Tenants(settings.api_keys.get_secret_value() if settings.api_keys else None)
 
     async def owner(request: Request) -> str:
-        # The header is read directly rather than declared as a Header parameter, which goes
-        # through FastAPI's per-request parameter validation.
-        if not api_keys:
-            return ""
-        scheme, _, key = (request.headers.get("authorization") or "").partition(" ")
-        if scheme.lower() != "bearer" or key not in api_keys:
-            raise Unauthorized("A valid API key is required: Authorization: Bearer <key>")
-        return owner_of(key)
+        """The request's tenant id ("" without API keys). The header is read directly rather
+        than declared as a Header parameter, which goes through FastAPI's per-request parameter
+        validation."""
+        return tenants.identify(request.headers.get("authorization"))
 
     Owner = Annotated[str, Depends(owner)]
 
@@ -290,6 +287,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
 
     app.include_router(webhook_router(the_client, owner))
     app.include_router(campaign_router(jobs, owner))
+    app.include_router(account_router(jobs, owner))
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

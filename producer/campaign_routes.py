@@ -70,7 +70,9 @@ def campaign_router(jobs: Callable[[], Client], owner: Callable[..., Any]) -> AP
         cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        """Recipients who opted out (21610), per sender."""
+        """Recipients who opted out (21610), per sender. The tenant must have proven it holds
+        the account (`POST /api/accounts`, or a send with its credentials)."""
+        jobs().accounts.require(who, account_sid)
         return jobs().suppressions.list(account_sid, to=to, cursor=cursor, limit=limit)
 
     @router.delete("/api/suppressions", tags=["suppressions"])
@@ -80,7 +82,9 @@ def campaign_router(jobs: Callable[[], Client], owner: Callable[..., Any]) -> AP
         to: Annotated[str, Query(max_length=64)],
         sender: Annotated[str | None, Query(max_length=64)] = None,
     ) -> dict[str, int]:
-        """Lift a suppression, for one sender or (without `sender`) for all."""
+        """Lift a suppression, for one sender or (without `sender`) for all. The tenant must
+        have proven it holds the account."""
+        jobs().accounts.require(who, account_sid)
         return {"lifted": jobs().suppressions.lift(account_sid, to, sender)}
 
     return router

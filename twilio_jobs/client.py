@@ -44,8 +44,9 @@ from twilio_jobs.outbox import Outbox
 from twilio_jobs.schemas import JobKind, _SendBase, twilio_params
 from twilio_jobs.settings import Settings, get_settings
 from twilio_jobs.store import JobStore
-from twilio_jobs.submission import describe_errors, new_job_id, owner_of
+from twilio_jobs.submission import describe_errors, new_job_id
 from twilio_jobs.suppressions import Suppressions
+from twilio_jobs.tenancy import AccountRegistry, owner_of
 from twilio_jobs.writer import JobWriter
 
 
@@ -193,6 +194,7 @@ class Client:
             self.cipher.encrypt_recent(token),
             status=status,
             owner=owner,
+            own_cred=bool(request.accountToken),
             callback_url=str(request.callbackUrl) if request.callbackUrl else None,
         )
 
@@ -253,6 +255,16 @@ class Client:
     def suppressions(self) -> Suppressions:
         return Suppressions(self.redis)
 
+    @cached_property
+    def accounts(self) -> AccountRegistry:
+        return AccountRegistry(
+            self.redis,
+            api_base_url=self.settings.twilio_api_base_url,
+            ttl=self.settings.result_ttl,
+            connect_timeout=self.settings.connect_timeout,
+            read_timeout=self.settings.read_timeout,
+        )
+
     def create_campaign(
         self, *, dry_run: bool = False, owner: str = "", **fields: Any
     ) -> dict[str, Any]:
@@ -311,7 +323,9 @@ class Client:
             token = self.settings.twilio_auth_token.get_secret_value()
         if not token and not fields.get("cred"):
             raise InvalidRequest(CREDENTIALS_REQUIRED)
-        outcome = self.store.reopen(job_id, self.cipher.encrypt(token) if token else "")
+        outcome = self.store.reopen(
+            job_id, self.cipher.encrypt(token) if token else "", own_cred=bool(account_token)
+        )
         if outcome == "missing":
             raise JobNotFound(job_id)
         if outcome != "ok":

@@ -4,7 +4,8 @@ what a Twilio create gave other than success, classified once (`classify`).
     TwilioJobsError
      ├── InvalidRequest        400  invalid on its face; no job is created
      ├── Unauthorized          401  missing or unknown API key
-     ├── Forbidden             403  a Twilio status callback with a bad token or signature
+     ├── Forbidden             403  a Twilio status callback with a bad token or signature, an
+     │                              account the tenant has not proven it holds
      ├── JobNotFound           404  unknown job id (or another key's job)
      ├── CampaignNotFound      404  unknown campaign id (or another key's campaign)
      ├── Conflict              409  idempotency key reused, job in the wrong state

@@ -106,9 +106,7 @@ class HttpClient:
         raise_for(response)
         return response
 
-    def send(
-        self, kind: JobKind, idempotency_key: str | None = None, **fields: Any
-    ) -> Accepted:
+    def send(self, kind: JobKind, idempotency_key: str | None = None, **fields: Any) -> Accepted:
         return Accepted.model_validate(self._do(send_call(kind, fields, idempotency_key)).json())
 
     def send_sms(self, **fields: Any) -> Accepted:

@@ -100,6 +100,17 @@ def suppressed(account_sid: str) -> str:
     return f"{PREFIX}suppressed:{account_sid}"
 
 
+# -- tenancy
+
+
+PROVEN_PREFIX = f"{PREFIX}proven:"
+
+
+def proven(tenant: str) -> str:
+    """Sorted set: account SID -> unix time the tenant last proved it holds the account."""
+    return f"{PROVEN_PREFIX}{tenant}"
+
+
 NO_CAMPAIGN = campaign("-")
 """A key never written: the campaign hash of a job that has none, for scripts that take one."""
 
@@ -116,6 +127,7 @@ def lua_constants() -> str:
         ("campaign_counts", campaign_counts(marker)),
         ("campaign_parked", campaign_parked(marker)),
         ("suppressed", suppressed(marker)),
+        ("proven", proven(marker)),
     ):
         head, _, tail = key.partition(marker)
         assert "'" not in head + tail and "\\" not in head + tail

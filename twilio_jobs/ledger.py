@@ -126,5 +126,15 @@ class Ledger:
         owner = self.redis.get(keys.sid(sid))
         return owner is not None and str(owner) != job_id
 
+    def note_throttle(self, job_id: str, now: float) -> tuple[float, int]:
+        """Count a 429 for the job: (when its first 429 came, how many it has had)."""
+        key = keys.job(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hsetnx(key, "throttledSince", repr(now))
+        pipe.hincrby(key, "throttles", 1)
+        pipe.hget(key, "throttledSince")
+        _, count, since = pipe.execute()
+        return float(since), int(count)
+
     def bump_attempts(self, job_id: str) -> int:
         return int(self.redis.hincrby(keys.job(job_id), "attempts", 1))

@@ -39,6 +39,7 @@ Publish = Callable[[Sequence[str]], None]
 NEW_GRACE = 60.0
 """Seconds before the scheduler publishes a new delivery again, in case its task was lost."""
 
+
 @dataclass(frozen=True)
 class Claimed:
     id: str

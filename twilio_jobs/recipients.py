@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumber
@@ -22,16 +22,40 @@ PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
 _PARSE_ERRORS = {
     NumberParseException.INVALID_COUNTRY_CODE: "unknown country code (give defaultRegion)",
     NumberParseException.NOT_A_NUMBER: "not a phone number",
-    NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
-    NumberParseException.TOO_SHORT_NSN: "too short",
-    NumberParseException.TOO_LONG: "too long",
 }
 
 
-def normalise(value: Any, region: str | None) -> tuple[str, str]:
-    """(E.164 number, "") or ("", reason)."""
+class Number(NamedTuple):
+    """A recipient's number as Twilio will be asked to send to it."""
+
+    e164: str
+    """The E.164 form, or "" when the number cannot be sent to."""
+    reason: str
+    """Why it cannot ("" when it can)."""
+    known: bool
+    """In phonenumbers' metadata. A possible number outside it (a range newer than the
+    metadata) is still sent, and left to Twilio."""
+
+
+def invalid_to(value: object) -> str:
+    """Twilio's words for a `To` that cannot be a phone number (error 21211)."""
+    return f"Invalid 'To' Phone Number: {value}"
+
+
+def _judge(number: PhoneNumber, e164: str, value: object) -> Number:
+    if phonenumbers.is_valid_number(number):
+        return Number(e164, "", True)
+    if phonenumbers.is_possible_number(number):
+        return Number(e164, "", False)
+    return Number("", invalid_to(value), False)
+
+
+def normalise(value: Any, region: str | None) -> Number:
+    """The one rule for a recipient, for single sends and campaigns alike: what cannot be a
+    phone number (wrong length for its country) is refused in Twilio's words; a possible number
+    is sent, whether or not phonenumbers knows its range."""
     if not isinstance(value, str) or not value.strip():
-        return "", "missing 'to'"
+        return Number("", "missing 'to'", False)
     text = SEPARATORS.sub("", value)
     match = E164.match(text)
     if match:
@@ -43,18 +67,26 @@ def normalise(value: Any, region: str | None) -> tuple[str, str]:
                 number = PhoneNumber(country_code=code, national_number=int(digits[size:] or 0))
                 # is_valid_number tries each region of the code in turn (25 share +1), and takes
                 # the first that matches: trying that first one alone is the same answer, faster.
-                if phonenumbers.is_valid_number_for_region(
-                    number, regions[0]
-                ) or phonenumbers.is_valid_number(number):
-                    return text, ""
-                break
+                if phonenumbers.is_valid_number_for_region(number, regions[0]):
+                    return Number(text, "", True)
+                judged = _judge(number, text, value)
+                if judged.e164:
+                    return judged
+                break  # the full parser may still read it (a national prefix after +1)
     try:
         number = phonenumbers.parse(value, region)
     except NumberParseException as exc:
-        return "", f"invalid phone number: {_PARSE_ERRORS.get(exc.error_type, 'unreadable')}"
-    if not phonenumbers.is_valid_number(number):
-        return "", "invalid phone number: not a valid number for its region"
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), ""
+        if text.startswith("+") or exc.error_type not in _PARSE_ERRORS:
+            return Number("", invalid_to(value), False)
+        return Number("", f"invalid phone number: {_PARSE_ERRORS[exc.error_type]}", False)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return _judge(number, e164, value)
+
+
+def check_to(to: str) -> str:
+    """ "" for a `to` that may be sent to, else the reason; only E.164 numbers are judged
+    (client:, sip:, whatsapp: and other addresses are Twilio's to check)."""
+    return normalise(to, None).reason if to.startswith("+") else ""
 
 
 class Template:

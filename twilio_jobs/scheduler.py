@@ -21,6 +21,7 @@ from twilio_jobs import keys, scripts
 
 log = logging.getLogger("twilio_jobs.scheduler")
 
+
 class Scheduler:
     def __init__(
         self,

@@ -13,6 +13,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 from twilio_jobs.envelopes import error_envelope, success_envelope
 from twilio_jobs.errors import twilio_style
 from twilio_jobs.lifecycle import JobStatus
+from twilio_jobs.recipients import check_to
 
 
 class JobKind(StrEnum):
@@ -154,6 +155,9 @@ def check_twilio_rules(kind: JobKind, request: _SendBase) -> None:
 
     if not request.to:
         raise InvalidRequest(twilio_style("A 'To' phone number is required."))
+    impossible = check_to(request.to)
+    if impossible:
+        raise InvalidRequest(twilio_style(impossible))
     if kind is JobKind.makeCall:
         assert isinstance(request, CallRequest)
         if not request.from_:

@@ -19,6 +19,7 @@ from twilio_jobs import keys, lifecycle
 LUA_DIR = Path(__file__).with_name("lua")
 INCLUDE = "-- include:"
 
+
 def _ending_table(name: str, message: str, code: int | None) -> str:
     fields = lifecycle.ending(message, code=code)
     error, result = (lifecycle.lua_string(fields[k]) for k in ("error", "result"))

@@ -24,9 +24,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     webhook_secret: SecretStr | None = None
     public_url: str | None = None
-    api_keys: str | None = None
+    # Bearer keys, `key` or `tenant:key`, comma-separated (twilio_jobs.tenancy).
+    api_keys: SecretStr | None = None
     result_ttl: int = 7 * 24 * 3600
     max_attempts: int = Field(default=8, ge=1, le=100)
+    # A 429 does not use up an attempt: a throttled job waits, and fails only after this long.
+    throttled_give_up: float = Field(default=3600.0, gt=0)
 
     queue: str = "twilio_jobs"
     connect_timeout: float = 5.0
@@ -91,10 +94,6 @@ class Settings(BaseSettings):
         if not self.redis_url:
             raise RuntimeError("REDIS_URL is not set (use `twilio-jobs serve` for an embedded one)")
         return self.redis_url
-
-    @property
-    def api_key_list(self) -> list[str]:
-        return [k.strip() for k in (self.api_keys or "").split(",") if k.strip()]
 
 
 @lru_cache

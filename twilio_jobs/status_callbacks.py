@@ -59,6 +59,8 @@ CALL_RANKS = {
     "canceled": 4,
 }
 ERROR_STATES = frozenset({"failed", "undelivered"})
+CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
 
 def callback_token(cipher: Cipher, job_id: str) -> str:
     return cipher.sign(f"status-callback:{job_id}")
@@ -72,13 +74,23 @@ def status_callback_url(settings: Settings, cipher: Cipher, job_id: str) -> str 
 
 
 def with_status_callback(
-    params: Mapping[str, Any], job_id: str, settings: Settings, cipher: Cipher
+    params: Mapping[str, Any],
+    job_id: str,
+    settings: Settings,
+    cipher: Cipher,
+    kind: JobKind = JobKind.sendSms,
 ) -> Mapping[str, Any]:
-    """The create parameters plus our StatusCallback, unless the caller set their own."""
+    """The create parameters plus our StatusCallback, unless the caller set their own. For a
+    call, also every progress event (Twilio sends `completed` alone when none are asked for),
+    so `deliveryStatus` moves through them as CALL_RANKS promise."""
     if "StatusCallback" in params:
         return params
     url = status_callback_url(settings, cipher, job_id)
-    return {**params, "StatusCallback": url} if url else params
+    if not url:
+        return params
+    if kind is JobKind.makeCall and "StatusCallbackEvent" not in params:
+        return {**params, "StatusCallback": url, "StatusCallbackEvent": CALL_EVENTS}
+    return {**params, "StatusCallback": url}
 
 
 def twilio_signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:

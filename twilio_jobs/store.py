@@ -3,8 +3,9 @@
 A job hash (`keys.job(id)`) holds the public record fields (`status`, `attempts`, `createdAt`,
 `updatedAt`, `campaignId`, `twilioSid`, `deliveryStatus`, `error`, `result`), and the private
 ones the API never shows: `kind`, `params` (the Twilio form parameters, JSON), `accountSid`,
-`cred` (the auth token, Fernet-encrypted, deleted when the job ends), `owner` (a digest of the
-API key that created it), `callbackUrl`, and the send ledger (`ledger`, `submittedAt`).
+`cred` (the auth token, Fernet-encrypted, deleted when the job ends), `owner` (the tenant id,
+`twilio_jobs.tenancy`), `ownCred` (`1` when that tenant supplied the token, so that a success proves
+the account to it), `callbackUrl`, and the send ledger (`ledger`, `submittedAt`).
 Webhooks and status callbacks add the public `webhook` (JSON: the latest delivery's state) and
 `errorCode`, and the private `whLatest` (that delivery's id) and `deliveryRank`.
 """
@@ -70,6 +71,7 @@ class JobStore:
         *,
         status: JobStatus,
         owner: str = "",
+        own_cred: bool = False,
         callback_url: str | None = None,
         campaign_id: str | None = None,
     ) -> dict[str, str]:
@@ -85,6 +87,8 @@ class JobStore:
             "cred": cred,
             "owner": owner,
         }
+        if own_cred and owner:
+            fields["ownCred"] = "1"
         if callback_url:
             fields["callbackUrl"] = callback_url
         if campaign_id:
@@ -112,8 +116,10 @@ class JobStore:
             )
         )
 
-    def reopen(self, job_id: str, cred: str) -> str:
-        return str(self._retry(keys=[keys.job(job_id)], args=[now_iso(), cred]))
+    def reopen(self, job_id: str, cred: str, *, own_cred: bool = False) -> str:
+        return str(
+            self._retry(keys=[keys.job(job_id)], args=[now_iso(), cred, "1" if own_cred else "0"])
+        )
 
     def schedule(self, pipe: Any, job_id: str, due: float) -> None:
         pipe.zadd(keys.SCHEDULE, {job_id: due})

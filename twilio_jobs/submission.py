@@ -3,7 +3,6 @@ a campaign): validation, credentials, the due time, job ids and error texts."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,10 +19,6 @@ MAX_SCHEDULE_AHEAD = timedelta(days=35)
 
 def new_job_id() -> str:
     return secrets.token_hex(16)
-
-
-def owner_of(api_key: str | None) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()[:32] if api_key else ""
 
 
 def describe_errors(errors: Sequence[Mapping[str, Any]]) -> str:
@@ -107,6 +102,5 @@ __all__ = [
     "describe_errors",
     "due",
     "new_job_id",
-    "owner_of",
     "validate",
 ]

@@ -33,6 +33,7 @@ from twilio_jobs import keys
 from twilio_jobs.ledger import Claim
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
 from twilio_jobs.schemas import JobKind
+from twilio_jobs.status_callbacks import with_status_callback
 from twilio_jobs.store import now_iso
 from worker.async_gateway import AsyncTwilioGateway
 from worker.errors import SendError
@@ -219,7 +220,7 @@ class FastPath:
             if not token:
                 return await self.in_thread(run_claimed, job_id, claim, rt)
             kind = JobKind(claim.kind)
-            params = claim.params or {}
+            params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher, kind)
             lane = Lane.of(kind, claim.account_sid, params, claim.campaign_id, rt.settings)
             pump = self.pumps.get(lane)
             if pump is None:

@@ -75,7 +75,7 @@ def run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
         return _fail(job_id, claim, rt, PermanentError(str(exc)))
     if not token:
         return _fail(job_id, claim, rt, PermanentError(CREDENTIALS_REQUIRED))
-    params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher)
+    params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher, kind)
     if claim.mode == "reconcile":
         adopted = _reconcile(job_id, claim, kind, token, rt)
         if adopted is not None:
@@ -113,8 +113,8 @@ def finish(job_id: str, claim: Claim, rt: Runtime, outcome: dict[str, Any] | Sen
             rt.gates.suppress(claim.account_sid, sender, str(params["To"]), job_id, rt.clock())
         return _fail(job_id, claim, rt, exc)
     if isinstance(exc, RetryableError):
-        if (exc.status == 429 or exc.code == 20429) and rt.pacer is not None:
-            rt.pacer.throttled(claim.account_sid, None, exc.retry_after)
+        if exc.status == 429 or exc.code == 20429:
+            return _throttled(job_id, claim, rt, exc)
         if claim.attempts >= rt.settings.max_attempts:
             return _fail(job_id, claim, rt, exc)
         return _retry_later(job_id, claim, rt, exc)
@@ -260,6 +260,41 @@ def _retry_later(job_id: str, claim: Claim, rt: Runtime, exc: SendError) -> str:
         due=due,
     )
     return "retrying" if settled else "lost-lease"
+
+
+def _throttled(job_id: str, claim: Claim, rt: Runtime, exc: SendError) -> str:
+    """A 429 says the account is busy, not that this send failed: the account's in-flight
+    limit is cut (AIMD, `Retry-After` honoured), the attempt is given back, and the job waits.
+    It gives up only once it has been throttled for `throttled_give_up` seconds."""
+    if rt.pacer is not None:
+        rt.pacer.throttled(claim.account_sid, None, exc.retry_after)
+    now = rt.clock()
+    since, count = rt.ledger.note_throttle(job_id, now)
+    if now - since >= rt.settings.throttled_give_up:
+        gave_up = SendError(
+            f"{exc.message} (Twilio kept answering 429 for {now - since:.0f} s; gave up)",
+            status=exc.status,
+            code=exc.code,
+        )
+        return _fail(job_id, claim, rt, gave_up)
+    delay = backoff(count, rt.settings.backoff_base, rt.settings.retry_after_max, rt.jitter())
+    if exc.retry_after is not None:
+        delay = max(delay, min(exc.retry_after, rt.settings.retry_after_max))
+    due = now + delay
+    settled = rt.ledger.settle(
+        job_id,
+        claim.lease,
+        {
+            "status": JobStatus.retrying.value,
+            "attempts": str(max(0, claim.attempts - 1)),
+            "error": exc.as_record(),
+            "nextAt": repr(due),
+            "updatedAt": now_iso(now),
+        },
+        delete=("ledger", "lease", "leaseUntil"),
+        due=due,
+    )
+    return "throttled" if settled else "lost-lease"
 
 
 def _unknown(job_id: str, claim: Claim, rt: Runtime, exc: SendError) -> str:

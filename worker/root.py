@@ -54,9 +54,7 @@ class Root:
         )
         self.webhooks = WebhookRuntime(settings=settings, outbox=outbox, http=http_client(settings))
         self.schedulers = [
-            Scheduler(
-                self.redis(), self.dispatcher.send, interval=settings.scheduler_interval
-            ),
+            Scheduler(self.redis(), self.dispatcher.send, interval=settings.scheduler_interval),
             Scheduler(
                 self.redis(),
                 self.dispatcher.send_webhooks,

@@ -7,7 +7,7 @@ import base64
 import json
 import logging
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -18,6 +18,7 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from twilio_jobs.schemas import JobKind
+from worker import reconcile
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
 from worker.http_pool import HostPool
 
@@ -27,6 +28,7 @@ SAFE_TO_RETRY = frozenset({429, 503})
 AMBIGUOUS = frozenset({500, 502, 504})
 FORM_HEADERS = {"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"}
 MAX_CACHED_ACCOUNTS = 1024
+API_PREFIX = "/2010-04-01"
 
 
 class BaseUrlHttpClient(HttpClient):  # type: ignore[misc]
@@ -171,41 +173,25 @@ class TwilioGateway:
         since: float,
         taken: Callable[[str], bool] | None = None,
     ) -> dict[str, Any] | None:
-        """A resource this job may have created at or after `since` (unix time), or None."""
+        """A resource this job may have created at or after `since` (unix time), in any state
+        (queued included), or None when there is none (`worker.reconcile`)."""
         version = self._version(account_sid, token)
-        query = {"To": params.get("To"), "PageSize": 50}
-        if params.get("From"):
-            query["From"] = params["From"]
-        if kind is not JobKind.makeCall:
-            after = datetime.fromtimestamp(since, tz=UTC) - timedelta(days=1)
-            query["DateSent>"] = after.strftime("%Y-%m-%d")
         uri = f"/Accounts/{account_sid}/{kind.resource}.json"
-        page = self._call(version, "GET", uri, "Unable to fetch page", params=query)
-        items = page.get("calls" if kind is JobKind.makeCall else "messages") or []
-        for item in items:
-            if not self._matches(kind, item, params, since):
-                continue
-            if taken is not None and taken(str(item.get("sid"))):
-                continue
-            return dict(item)
-        return None
-
-    @staticmethod
-    def _matches(
-        kind: JobKind, item: Mapping[str, Any], params: Mapping[str, Any], since: float
-    ) -> bool:
-        try:
-            created = parsedate_to_datetime(str(item.get("date_created"))).timestamp()
-        except (TypeError, ValueError):
-            return False
-        if created < since - 5:
-            return False
-        if kind is JobKind.makeCall:
-            return True
-        service = params.get("MessagingServiceSid")
-        if service and not params.get("From") and item.get("messaging_service_sid") != service:
-            return False
-        return str(item.get("body") or "").endswith(str(params.get("Body") or ""))
+        query: Mapping[str, Any] = reconcile.list_query(kind, params)
+        key = "calls" if kind is JobKind.makeCall else "messages"
+        for _ in range(reconcile.MAX_PAGES):
+            page = self._call(version, "GET", uri, "Unable to fetch page", params=query)
+            found, done = reconcile.scan(kind, page.get(key) or [], params, since, taken)
+            if done:
+                return found
+            following = reconcile.next_page(page.get("next_page_uri"), API_PREFIX)
+            if following is None:
+                return None
+            uri, query = following
+        raise AmbiguousError(
+            f"Could not tell whether Twilio created it: more than {reconcile.MAX_PAGES} pages "
+            f"of {kind.resource} to this recipient since the send"
+        )
 
 
 def quiet_twilio_logging() -> None:

@@ -37,13 +37,21 @@ def test_sync_client_sends_reads_cancels_and_raises(client: Client) -> None:
         assert isinstance(record, JobRecord) and record.kind is JobKind.sendSms
         cancelled = jobs.cancel(accepted.jobId)
         assert cancelled.status is JobStatus.cancelled
-        assert cancelled.result == {"callback": "error", "contextWrites": {"to": "Job was cancelled"}}
+        assert cancelled.result == {
+            "callback": "error",
+            "contextWrites": {"to": "Job was cancelled"},
+        }
         assert jobs.wait(accepted.jobId, timeout=1).status is JobStatus.cancelled
-        with pytest.raises(Conflict, match="Only a failed job can be retried; this one is cancelled"):
+        with pytest.raises(
+            Conflict, match="Only a failed job can be retried; this one is cancelled"
+        ):
             jobs.retry(accepted.jobId)
         with pytest.raises(JobNotFound, match="Job not found: nope"):
             jobs.get("nope")
-        with pytest.raises(InvalidRequest, match=r"\[HTTP 400\] Unable to create record: A 'To' phone number is required."):
+        with pytest.raises(
+            InvalidRequest,
+            match=r"\[HTTP 400\] Unable to create record: A 'To' phone number is required.",
+        ):
             jobs.send_sms(**{**FIELDS, "to": None})
         again = jobs.send(JobKind.sendSms, idempotency_key="k-1", **FIELDS)
         assert jobs.send(JobKind.sendSms, idempotency_key="k-1", **FIELDS).jobId == again.jobId

@@ -117,6 +117,7 @@ def test_dry_run_counts_segments_and_estimates(
         {"to": number(1), "name": "Ann", "code": 1},
         {"to": number(2), "name": "Zoë ☃", "code": 2},
         {"to": number(3), "name": "B" * 200, "code": 3},
+        {"to": "+150055444006", "name": "Impossible", "code": 4},  # a digit too many for +1
     ]
     answer = campaign_api.post(
         "/api/campaigns",
@@ -126,6 +127,11 @@ def test_dry_run_counts_segments_and_estimates(
     assert answer.status_code == 200, answer.text
     result = answer.json()
     assert result["dryRun"] is True and result["campaignId"] is None
+    # The same rule as a single send: refused in Twilio's words.
+    assert result["rejected"] == [
+        {"index": 3, "to": "+150055444006", "reason": "Invalid 'To' Phone Number: +150055444006"}
+    ]
+    assert result["accepted"] == 3 and result["unknownRanges"] == 0
     assert result["segments"] == {
         "messages": {"GSM-7": 2, "UCS-2": 1},
         "total": 4,
@@ -133,6 +139,17 @@ def test_dry_run_counts_segments_and_estimates(
     }
     assert result["estimatedSeconds"] == 3.0  # a long code: 1 message per second
     assert not redis_conn.keys("tj:job:*") and not redis_conn.keys("tj:campaign:*")
+
+
+def test_dry_run_counts_numbers_outside_the_metadata_apart(campaign_api: TestClient) -> None:
+    """A possible number in a range phonenumbers does not know is sent (Twilio decides)."""
+    recipients = [{"to": number(1)}, {"to": "+19995550123"}, {"to": "+19995550124"}]
+    answer = campaign_api.post(
+        "/api/campaigns", params={"dryRun": "true"}, json=body(recipients, body="hi")
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["accepted"], result["unknownRanges"], result["rejected"]) == (3, 2, [])
 
 
 def test_campaign_request_errors_are_400_envelopes(campaign_api: TestClient) -> None:

@@ -20,6 +20,8 @@ from tests.conftest import (
     WorkerProcess,
     make_settings,
     service_env,
+    statuses,
+    wait_quiet,
     wait_until,
 )
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
@@ -51,13 +53,6 @@ def api(settings: Settings, client: Client) -> Iterator[TestClient]:
         yield http
 
 
-def statuses(conn: redis.Redis, job_ids: list[str]) -> Counter[str]:
-    pipe = conn.pipeline(transaction=False)
-    for job_id in job_ids:
-        pipe.hget(f"tj:job:{job_id}", "status")
-    return Counter(str(s) for s in pipe.execute())
-
-
 def all_final(conn: redis.Redis, job_ids: list[str]) -> bool:
     counts = statuses(conn, job_ids)
     return sum(counts[s] for s in FINAL) == len(job_ids)
@@ -81,6 +76,7 @@ def wait_all_final(conn: redis.Redis, job_ids: list[str], timeout: float) -> Non
 
 def test_task_delivered_many_times_to_two_workers_creates_once(
     client: Client,
+    redis_conn: redis.Redis,
     env: dict[str, str],
     fake_twilio: FakeTwilio,
     start_worker: Callable[..., WorkerProcess],
@@ -93,7 +89,7 @@ def test_task_delivered_many_times_to_two_workers_creates_once(
     Dispatcher(settings).send([job_id] * 6)  # the same task, delivered again and again
     record = client.wait(job_id, 20)
     assert record["status"] == "succeeded"
-    time.sleep(1.0)  # let every duplicate delivery run
+    wait_quiet(redis_conn, fake_twilio)  # every duplicate delivery has run
     assert fake_twilio.create_attempts == 1
     assert fake_twilio.created_count == 1
     assert client.get(job_id)["attempts"] == 1
@@ -200,7 +196,9 @@ def test_chaos_kill_workers_while_they_run(
     redis_conn: redis.Redis,
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
-    """2,000 jobs; both workers are killed with SIGKILL twice mid-run; exactly 2,000 creates."""
+    """2,000 jobs; both workers are killed with SIGKILL twice mid-run; exactly 2,000 creates.
+    Twilio keeps each message queued (no sent date) longer than the reconciliation delay, so
+    every reconciliation after a kill must find a message that is still queued."""
     total = 2000
     env = service_env(
         fake_twilio.url,
@@ -215,23 +213,28 @@ def test_chaos_kill_workers_while_they_run(
     job_ids = [jobs.send_sms(**sms(to=f"+1415{i:07d}")) for i in range(total)]
     started = time.monotonic()
     kills = 0
+    started_workers: list[WorkerProcess] = []
     for round_ in range(2):
         workers = [start_worker(env, name=f"chaos-{round_}-{n}") for n in range(2)]
+        started_workers += workers
         target = (round_ + 1) * 300
         wait_until(lambda t=target: fake_twilio.created_count > t, timeout=60)
         for proc in workers:
             proc.kill()
             kills += 1
-    start_worker(env, name="chaos-final-1")
-    start_worker(env, name="chaos-final-2")
+    started_workers.append(start_worker(env, name="chaos-final-1"))
+    started_workers.append(start_worker(env, name="chaos-final-2"))
     wait_all_final(redis_conn, job_ids, timeout=300)
     drained = time.monotonic() - started
+    wait_quiet(redis_conn, fake_twilio)  # nothing left that could still send a duplicate
     counts = statuses(redis_conn, job_ids)
     per_number = Counter(m["to"] for m in fake_twilio.messages)
     duplicates = sum(n - 1 for n in per_number.values() if n > 1)
+    adopted = sum(p.log_text().count("found by reconciliation") for p in started_workers)
     print(
         f"\nchaos: jobs={total} kills={kills} creates={fake_twilio.created_count} "
-        f"duplicates={duplicates} statuses={dict(counts)} drain={drained:.1f}s"
+        f"duplicates={duplicates} adopted-by-reconciliation={adopted} "
+        f"statuses={dict(counts)} drain={drained:.1f}s"
     )
     assert kills >= 4
     assert counts["succeeded"] == total

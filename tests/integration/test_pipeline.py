@@ -172,10 +172,10 @@ def test_429_retries_honouring_retry_after(
     job_id = client.send_sms(**_sms())
     wait_until(lambda: client.get(job_id)["status"] == "retrying", timeout=10, interval=0.01)
     retrying = client.get(job_id)
-    assert retrying["attempts"] == 1
+    assert retrying["attempts"] == 0  # a 429 does not use up an attempt
     assert retrying["error"]["status"] == 429 and retrying["error"]["retryable"] is True
     record = client.wait(job_id, 20)
-    assert record["status"] == "succeeded" and record["attempts"] >= 2
+    assert record["status"] == "succeeded" and record["attempts"] == 1
     assert time.monotonic() - started >= 1.0
     assert fake_twilio.create_attempts == 2 and fake_twilio.created_count == 1
 
@@ -306,6 +306,27 @@ def test_bad_input_is_a_400_envelope_and_no_job(
     assert body["callback"] == "error"
     assert expected in body["contextWrites"]["to"]
     assert not redis_conn.keys("tj:job:*")
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [("sendSms", SEED_SMS), ("sendMms", SEED_MMS), ("makeCall", SEED_CALL)],
+)
+def test_an_impossible_number_is_a_400_in_twilios_words(
+    api: TestClient, redis_conn: redis.Redis, route: str, body: dict[str, str]
+) -> None:
+    """The seed's example `to` cannot exist (11 digits after +1): Twilio would answer 21211."""
+    answer = api.post(f"/api/twilio/{route}", json={**body, "to": "+150055444006"})
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "callback": "error",
+        "contextWrites": {
+            "to": "[HTTP 400] Unable to create record: Invalid 'To' Phone Number: +150055444006"
+        },
+    }
+    assert not redis_conn.keys("tj:job:*")
+    # A number merely outside phonenumbers' metadata (a new range) is Twilio's to judge.
+    assert api.post(f"/api/twilio/{route}", json={**body, "to": "+19995550123"}).status_code == 202
 
 
 def test_oversized_body_is_413(api: TestClient) -> None:

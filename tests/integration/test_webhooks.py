@@ -4,7 +4,6 @@ webhook receiver on loopback and (for status callbacks) the API served by uvicor
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from tests.conftest import (
     wait_until,
 )
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from tests.services import free_port
 from twilio_jobs import verify_webhook
 from twilio_jobs.client import Client
 from twilio_jobs.schemas import JobKind
@@ -314,12 +314,6 @@ def test_cancelled_job_goes_to_the_default_callback_url_unsigned(
 
 
 # -- Twilio status callbacks, sent by the fake Twilio to the API served on loopback
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

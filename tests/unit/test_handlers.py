@@ -177,7 +177,7 @@ def test_retryable_error_backs_off_honouring_retry_after(
     rt: Runtime, redis: Any, clock: Clock, gateway: FakeGateway
 ) -> None:
     job = new_job(redis)
-    gateway.create_outcomes = [RetryableError("[HTTP 429] x", status=429, retry_after=7.0)]
+    gateway.create_outcomes = [RetryableError("[HTTP 503] x", status=503, retry_after=7.0)]
     assert run_job(job, rt) == "retrying"
     assert redis.hget(keys.job(job), "status") == "retrying"
     assert redis.zscore(keys.SCHEDULE, job) == pytest.approx(clock.now + 7.0)
@@ -185,6 +185,48 @@ def test_retryable_error_backs_off_honouring_retry_after(
     clock.now += 7.0
     assert run_job(job, rt) == "succeeded"
     assert redis.hget(keys.job(job), "attempts") == "2"
+
+
+def test_a_429_does_not_use_up_attempts(
+    rt: Runtime, redis: Any, clock: Clock, gateway: FakeGateway
+) -> None:
+    job = new_job(redis)
+    throttled = [RetryableError("[HTTP 429] x", status=429, code=20429) for _ in range(10)]
+    gateway.create_outcomes = [
+        *throttled,
+        RetryableError("[HTTP 429] x", status=429, retry_after=7),
+    ]
+    for _ in range(10):  # more than max_attempts (3)
+        assert run_job(job, rt) == "throttled"
+        assert redis.hget(keys.job(job), "status") == "retrying"
+        assert redis.hget(keys.job(job), "attempts") == "0"
+        clock.now = redis.zscore(keys.SCHEDULE, job)
+    assert run_job(job, rt) == "throttled"
+    assert redis.zscore(keys.SCHEDULE, job) >= clock.now + 7.0  # Retry-After honoured
+    clock.now = redis.zscore(keys.SCHEDULE, job)
+    assert run_job(job, rt) == "succeeded"
+    assert redis.hget(keys.job(job), "attempts") == "1"
+    assert len(gateway.creates) == 12
+
+
+def test_a_throttled_job_gives_up_after_throttled_give_up(
+    rt: Runtime, redis: Any, clock: Clock, gateway: FakeGateway
+) -> None:
+    job = new_job(redis)
+    gateway.create_outcomes = [
+        RetryableError("[HTTP 429] Unable to create record: Too Many Requests", status=429)
+        for _ in range(1000)
+    ]
+    started = clock.now
+    outcome = run_job(job, rt)
+    while outcome == "throttled":
+        clock.now = max(redis.zscore(keys.SCHEDULE, job), clock.now)
+        outcome = run_job(job, rt)
+    assert outcome == "failed"
+    assert clock.now - started >= rt.settings.throttled_give_up
+    message = json.loads(redis.hget(keys.job(job), "result"))["contextWrites"]["to"]
+    assert message.startswith("[HTTP 429] Unable to create record: Too Many Requests")
+    assert "gave up" in message
 
 
 def test_retries_stop_at_max_attempts_with_the_last_error(

@@ -10,6 +10,7 @@ from twilio.request_validator import RequestValidator
 
 from twilio_jobs import verify_webhook
 from twilio_jobs.crypto import Cipher
+from twilio_jobs.schemas import JobKind
 from twilio_jobs.settings import Settings
 from twilio_jobs.signing import sign_webhook
 from twilio_jobs.status_callbacks import (
@@ -131,6 +132,18 @@ def test_status_callback_added_only_with_a_public_url() -> None:
         f"https://jobs.example.com/api/twilio/status/job1?token={token}"
     )
     assert token != callback_token(cipher, "job2")
+
+
+def test_a_call_asks_for_every_progress_event() -> None:
+    cipher = Cipher("k" * 40)
+    settings = _settings(public_url="https://jobs.example.com")
+    params = {"To": "+14155550100", "From": "+15005550006", "Url": "https://x"}
+    added = with_status_callback(params, "job1", settings, cipher, JobKind.makeCall)
+    assert added["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert "StatusCallbackEvent" not in with_status_callback(params, "job1", settings, cipher)
+    own = {**params, "StatusCallbackEvent": ["completed"]}
+    kept = with_status_callback(own, "job1", settings, cipher, JobKind.makeCall)
+    assert kept["StatusCallbackEvent"] == ["completed"] and "StatusCallback" in kept
 
 
 def test_the_callers_status_callback_wins() -> None:

@@ -1,0 +1,323 @@
+"""Tenant isolation, route by route: the test walks the OpenAPI schema, so a new route without a
+rule here fails it.
+
+Tenant A creates one resource of each family (a job, a campaign, a suppression on an account it
+registered, an exhausted webhook delivery); tenant B must get 403 or 404 for each of them on
+every route, and a request without a key 401. Routes that list the caller's own things answer B
+with B's (empty) list, never A's entries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from httpx import Response
+
+from producer.api import create_app
+from tests.conftest import SEED_CALL, SEED_MMS, SEED_SMS, make_settings
+from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from twilio_jobs import keys
+from twilio_jobs.client import Client
+from twilio_jobs.gates import Gates
+
+ALPHA = {"Authorization": "Bearer key-alpha-0123456789"}
+ALPHA_ROTATED = {"Authorization": "Bearer key-alpha-rotated-abcdef"}
+BRAVO = {"Authorization": "Bearer key-bravo-0123456789"}
+KEYS = "alpha:key-alpha-0123456789,alpha:key-alpha-rotated-abcdef,bravo:key-bravo-0123456789"
+STOPPED = "+14155550199"
+SENDER = SEED_SMS["from"]
+HOOK = "http://127.0.0.1:9/hook"
+
+# What each route must do for another tenant:
+#   owned    names one of A's resources: 403/404 for B, and A's resource unchanged
+#   account  an account's shared data: 403/404 until the tenant proved it holds the account
+#   list     the caller's own things: B gets 200 without A's entries
+#   create   makes the caller's own resource: B's Idempotency-Key never finds A's job
+#   prove    proves an account: B with A's account SID but not its token gets 403
+RULES: dict[tuple[str, str], str] = {
+    ("POST", "/api/twilio/sendSms"): "create",
+    ("POST", "/api/twilio/sendMms"): "create",
+    ("POST", "/api/twilio/makeCall"): "create",
+    ("POST", "/api/campaigns"): "create",
+    ("GET", "/api/jobs/{job_id}"): "owned",
+    ("DELETE", "/api/jobs/{job_id}"): "owned",
+    ("POST", "/api/jobs/{job_id}/retry"): "owned",
+    ("POST", "/api/jobs/{job_id}/webhook"): "owned",
+    ("GET", "/api/campaigns/{campaign_id}"): "owned",
+    ("GET", "/api/campaigns/{campaign_id}/jobs"): "owned",
+    ("POST", "/api/campaigns/{campaign_id}/pause"): "owned",
+    ("POST", "/api/campaigns/{campaign_id}/resume"): "owned",
+    ("POST", "/api/campaigns/{campaign_id}/cancel"): "owned",
+    ("GET", "/api/suppressions"): "account",
+    ("DELETE", "/api/suppressions"): "account",
+    ("GET", "/api/webhooks/failed"): "list",
+    ("GET", "/api/accounts"): "list",
+    ("POST", "/api/accounts"): "prove",
+}
+
+# Public by design, with the reason.
+PUBLIC: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "liveness",
+    ("GET", "/readyz"): "readiness",
+    ("POST", "/api/twilio/status/{job_id}"): "Twilio's callback, authenticated by its own token",
+    ("GET", "/openapi.json"): "the API's description",
+    ("GET", "/docs"): "the API's description",
+    ("GET", "/docs/oauth2-redirect"): "the API's description",
+    ("GET", "/redoc"): "the API's description",
+}
+
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/twilio/sendSms"): SEED_SMS,
+    ("POST", "/api/twilio/sendMms"): SEED_MMS,
+    ("POST", "/api/twilio/makeCall"): SEED_CALL,
+    ("POST", "/api/campaigns"): {
+        "accountSid": DEFAULT_ACCOUNT_SID,
+        "accountToken": DEFAULT_AUTH_TOKEN,
+        "from": SENDER,
+        "body": "hi",
+        "recipients": [{"to": "+14155550101"}],
+    },
+    ("POST", "/api/accounts"): {"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": "not-it"},
+}
+
+
+@pytest.fixture
+def tenants(env: dict[str, str], redis_conn: redis.Redis) -> Iterator[tuple[TestClient, Client]]:
+    jobs = Client(make_settings({**env, "TWILIO_JOBS_API_KEYS": KEYS}))
+    with TestClient(create_app(jobs.settings, jobs)) as api:
+        yield api, jobs
+    jobs.close()
+
+
+class Resources:
+    """One of each of tenant A's resources."""
+
+    def __init__(self, api: TestClient, jobs: Client, redis_conn: redis.Redis) -> None:
+        self.api = api
+        self.ids: dict[str, str] = {}
+        sent = api.post(
+            "/api/twilio/sendSms",
+            json={**SEED_SMS, "callbackUrl": HOOK},
+            headers={**ALPHA, "Idempotency-Key": "alpha-1"},
+        )
+        assert sent.status_code == 202, sent.text
+        self.job_id = sent.json()["jobId"]
+        campaign = api.post("/api/campaigns", json=BODIES["POST", "/api/campaigns"], headers=ALPHA)
+        assert campaign.status_code == 202, campaign.text
+        self.campaign_id = campaign.json()["campaignId"]
+        registered = api.post(
+            "/api/accounts",
+            json={"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": DEFAULT_AUTH_TOKEN},
+            headers=ALPHA,
+        )
+        assert registered.status_code == 200, registered.text
+        Gates(redis_conn).suppress(DEFAULT_ACCOUNT_SID, SENDER, STOPPED, self.job_id, time.time())
+        delivery = jobs.webhooks.enqueue(self.job_id, "job.failed")
+        assert delivery
+        redis_conn.hset(keys.webhook(delivery), "status", "failed")
+        redis_conn.zadd(keys.WEBHOOKS_FAILED, {delivery: time.time()})
+        self.delivery = delivery
+
+    def path(self, template: str) -> str:
+        values = {"job_id": self.job_id, "campaign_id": self.campaign_id}
+        try:
+            return template.format(**values)
+        except KeyError as exc:
+            raise AssertionError(f"{template}: no resource of A for {{{exc.args[0]}}}") from None
+
+    def call(
+        self, method: str, template: str, headers: dict[str, str] | None = None, **extra: str
+    ) -> Response:
+        params = (
+            {"accountSid": DEFAULT_ACCOUNT_SID, "to": STOPPED} if "suppressions" in template else {}
+        )
+        return self.api.request(
+            method,
+            self.path(template),
+            params=params,
+            json=BODIES.get((method, template)),
+            headers={**(headers or {}), **extra},
+        )
+
+    def unchanged(self, redis_conn: redis.Redis) -> None:
+        assert redis_conn.hget(keys.job(self.job_id), "status") == "queued"
+        assert redis_conn.hget(keys.campaign(self.campaign_id), "state") == "active"
+        assert redis_conn.hexists(keys.suppressed(DEFAULT_ACCOUNT_SID), f"{SENDER} {STOPPED}")
+        assert redis_conn.zscore(keys.WEBHOOKS_FAILED, self.delivery) is not None
+
+
+def schema_routes(api: TestClient) -> list[tuple[str, str]]:
+    app: Any = api.app
+    paths = app.openapi()["paths"]
+    found = {(m.upper(), p) for p, item in paths.items() for m in item}
+    for route in app.routes:  # routes left out of the schema need a rule too
+        for method in getattr(route, "methods", None) or ():
+            if method != "HEAD" and not (isinstance(route, APIRoute) and route.include_in_schema):
+                found.add((method, route.path))
+    return sorted(found)
+
+
+def test_every_route_holds_tenant_b_and_anonymous_out(
+    tenants: tuple[TestClient, Client], redis_conn: redis.Redis
+) -> None:
+    api, jobs = tenants
+    a = Resources(api, jobs, redis_conn)
+    routes = schema_routes(api)
+    assert ("GET", "/api/suppressions") in routes and len(routes) >= len(RULES)
+    unruled = [r for r in routes if r not in RULES and r not in PUBLIC]
+    assert not unruled, f"routes without an isolation rule: {unruled}"
+
+    checked = []
+    for method, template in routes:
+        rule = RULES.get((method, template))
+        if rule is None:
+            continue
+        anonymous = a.call(method, template)
+        assert anonymous.status_code == 401, (method, template, anonymous.text)
+        assert anonymous.json()["callback"] == "error"
+        # A's Idempotency-Key on the route A used it on, a fresh one elsewhere.
+        idem = "alpha-1" if template == "/api/twilio/sendSms" else f"bravo {method} {template}"
+        b = a.call(method, template, BRAVO, **{"Idempotency-Key": idem})
+        where = (method, template, rule, b.status_code, b.text)
+        if rule in ("owned", "account"):
+            assert b.status_code in (403, 404), where
+            assert b.json()["callback"] == "error", where
+            assert isinstance(b.json()["contextWrites"]["to"], str), where  # a message, no data
+            assert STOPPED not in b.text, where
+        elif rule == "list":
+            assert b.status_code == 200, where
+            assert a.job_id not in b.text and DEFAULT_ACCOUNT_SID not in b.text, where
+        elif rule == "create":
+            assert b.status_code in (200, 202), where
+            assert a.job_id not in b.text and a.campaign_id not in b.text, where
+        elif rule == "prove":
+            assert b.status_code == 403, where
+        else:
+            raise AssertionError(f"unknown rule {rule}")
+        checked.append((method, template))
+    assert len(checked) == len(RULES)
+    a.unchanged(redis_conn)
+
+    # The same calls as A (or A's second key) do see A's things: the matrix is not vacuous.
+    for method, template in routes:
+        if method == "GET" and RULES.get((method, template)) in ("owned", "account", "list"):
+            for headers in (ALPHA, ALPHA_ROTATED):
+                mine = a.call(method, template, headers)
+                assert mine.status_code == 200, (method, template, mine.text)
+    listed = a.call("GET", "/api/suppressions", ALPHA).json()["suppressions"]
+    assert [(s["to"], s["jobId"]) for s in listed] == [(STOPPED, a.job_id)]
+    assert [d["id"] for d in a.call("GET", "/api/webhooks/failed", ALPHA).json()["deliveries"]] == [
+        a.delivery
+    ]
+    assert a.call("GET", "/api/accounts", ALPHA).json() == {"accounts": [DEFAULT_ACCOUNT_SID]}
+
+    # Public routes answer without a key; Twilio's callback still wants its token.
+    assert api.get("/healthz").status_code == 200
+    assert api.get("/openapi.json").status_code == 200
+    status = api.post(f"/api/twilio/status/{a.job_id}", data={"MessageStatus": "delivered"})
+    assert status.status_code == 403
+
+
+def test_issue_scenario_bravo_can_neither_read_nor_lift_alphas_opt_out(
+    tenants: tuple[TestClient, Client], redis_conn: redis.Redis
+) -> None:
+    api, jobs = tenants
+    a = Resources(api, jobs, redis_conn)
+    query = {"accountSid": DEFAULT_ACCOUNT_SID}
+    listed = api.get("/api/suppressions", params=query, headers=BRAVO)
+    assert listed.status_code == 403
+    assert listed.json()["contextWrites"]["to"].startswith(
+        f"Account {DEFAULT_ACCOUNT_SID} is not proven for this API key"
+    )
+    assert STOPPED not in listed.text and a.job_id not in listed.text
+    lifted = api.delete("/api/suppressions", params={**query, "to": STOPPED}, headers=BRAVO)
+    assert lifted.status_code == 403
+    assert redis_conn.hexists(keys.suppressed(DEFAULT_ACCOUNT_SID), f"{SENDER} {STOPPED}")
+
+    # Once B proves it holds the account, the account's opt-outs are B's to see too.
+    wrong = api.post(
+        "/api/accounts",
+        json={"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": "guessed"},
+        headers=BRAVO,
+    )
+    assert wrong.status_code == 403
+    assert wrong.json() == {
+        "callback": "error",
+        "contextWrites": {"to": "[HTTP 401] Unable to fetch record: Authenticate"},
+    }
+    proven = api.post(
+        "/api/accounts",
+        json={"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": DEFAULT_AUTH_TOKEN},
+        headers=BRAVO,
+    )
+    assert proven.status_code == 200
+    assert proven.json()["status"] == "active" and DEFAULT_AUTH_TOKEN not in proven.text
+    listed = api.get("/api/suppressions", params=query, headers=BRAVO)
+    assert [s["to"] for s in listed.json()["suppressions"]] == [STOPPED]
+
+
+def test_two_keys_of_one_tenant_share_its_jobs_and_records_hold_no_key(
+    tenants: tuple[TestClient, Client], redis_conn: redis.Redis
+) -> None:
+    api, _ = tenants
+    job_id = api.post("/api/twilio/sendSms", json=SEED_SMS, headers=ALPHA).json()["jobId"]
+    assert api.get(f"/api/jobs/{job_id}", headers=ALPHA_ROTATED).status_code == 200
+    assert api.get(f"/api/jobs/{job_id}", headers=BRAVO).status_code == 404
+    record = redis_conn.hgetall(keys.job(job_id))
+    assert record["owner"] == "alpha" and record["ownCred"] == "1"
+    for key in redis_conn.scan_iter("*"):
+        dump = redis_conn.dump(key) or b""
+        assert b"key-alpha" not in dump and b"key-bravo" not in dump, key
+
+
+def test_account_registration_errors(
+    tenants: tuple[TestClient, Client], redis_conn: redis.Redis
+) -> None:
+    api, _ = tenants
+    cases = [
+        ({"accountSid": "AC" + "0" * 32, "accountToken": "x"}, 400),  # unknown at Twilio
+        ({"accountSid": "../../Accounts", "accountToken": "x"}, 400),
+        ({"accountSid": DEFAULT_ACCOUNT_SID}, 400),
+        ({"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": ""}, 400),
+        ({"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": "x", "extra": 1}, 400),
+        ([], 400),
+    ]
+    for body, status in cases:
+        answer = api.post("/api/accounts", json=body, headers=BRAVO)
+        assert answer.status_code == status, (body, answer.text)
+        assert answer.json()["callback"] == "error"
+    assert api.get("/api/accounts", headers=BRAVO).json() == {"accounts": []}
+    assert not list(redis_conn.scan_iter(keys.proven("*")))
+
+
+def test_campaign_jobs_carry_their_tenant_and_whether_it_gave_the_token(
+    tenants: tuple[TestClient, Client], redis_conn: redis.Redis
+) -> None:
+    api, _ = tenants
+    body = BODIES["POST", "/api/campaigns"]
+    campaign_id = api.post("/api/campaigns", json=body, headers=ALPHA).json()["campaignId"]
+    (job_id,) = redis_conn.lrange(keys.campaign_jobs(campaign_id), 0, -1)
+    record = redis_conn.hgetall(keys.job(job_id))
+    assert record["owner"] == "alpha" and record["ownCred"] == "1"
+
+
+def test_without_keys_nothing_changes(env: dict[str, str], redis_conn: redis.Redis) -> None:
+    jobs = Client(make_settings(env))
+    with TestClient(create_app(jobs.settings, jobs)) as api:
+        Gates(redis_conn).suppress(DEFAULT_ACCOUNT_SID, SENDER, STOPPED, "j1", time.time())
+        query = {"accountSid": DEFAULT_ACCOUNT_SID}
+        listed = api.get("/api/suppressions", params=query)
+        assert [s["to"] for s in listed.json()["suppressions"]] == [STOPPED]
+        job_id = api.post("/api/twilio/sendSms", json=SEED_SMS).json()["jobId"]
+        assert api.get(f"/api/jobs/{job_id}").status_code == 200
+        assert redis_conn.hget(keys.job(job_id), "owner") == ""
+        assert not redis_conn.hexists(keys.job(job_id), "ownCred")
+        lifted = api.delete("/api/suppressions", params={**query, "to": STOPPED})
+        assert lifted.json() == {"lifted": 1}
+    jobs.close()

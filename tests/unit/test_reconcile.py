@@ -1,0 +1,288 @@
+"""Reconciliation and error classification on Twilio's own JSON shapes.
+
+The resources below are shaped as in Twilio's API reference (Message and Call resources, list
+pages with `next_page_uri`), in each state a create can leave behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import aiohttp
+import pytest
+from twilio.base.exceptions import TwilioRestException
+
+from twilio_jobs.schemas import JobKind
+from worker import reconcile
+from worker.async_gateway import classify_aiohttp_error
+from worker.errors import AmbiguousError, PermanentError, RetryableError
+from worker.twilio_gateway import TwilioGateway, _retry_after, classify_rest_error
+
+ACCOUNT = "AC" + "a" * 32
+SERVICE = "MG" + "b" * 32
+TO, FROM = "+14155552345", "+15017122661"
+SEND_STARTED = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC).timestamp()
+
+
+def stamp(offset: float) -> str:
+    """Twilio's RFC 2822 date, `offset` seconds after the send started."""
+    return format_datetime(datetime.fromtimestamp(SEND_STARTED + offset, UTC))
+
+
+def message(
+    sid: str,
+    *,
+    status: str = "queued",
+    created: float = 1.0,
+    body: str = "Your code is 1234",
+    from_: str | None = FROM,
+    to: str = TO,
+    service: str | None = None,
+) -> dict[str, Any]:
+    sent = status in ("sent", "delivered", "undelivered", "failed")
+    return {
+        "account_sid": ACCOUNT,
+        "api_version": "2010-04-01",
+        "body": body,
+        "date_created": stamp(created),
+        "date_sent": stamp(created + 1) if sent else None,
+        "date_updated": stamp(created),
+        "direction": "outbound-api",
+        "error_code": None,
+        "error_message": None,
+        "from": from_,
+        "messaging_service_sid": service,
+        "num_media": "0",
+        "num_segments": "1",
+        "price": None,
+        "price_unit": "USD",
+        "sid": sid,
+        "status": status,
+        "subresource_uris": {"media": f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{sid}/Media.json"},
+        "to": to,
+        "uri": f"/2010-04-01/Accounts/{ACCOUNT}/Messages/{sid}.json",
+    }
+
+
+def call(sid: str, *, created: float = 1.0, to: str = TO, from_: str = FROM) -> dict[str, Any]:
+    return {
+        "account_sid": ACCOUNT,
+        "answered_by": None,
+        "api_version": "2010-04-01",
+        "caller_name": None,
+        "date_created": stamp(created),
+        "date_updated": stamp(created),
+        "direction": "outbound-api",
+        "duration": None,
+        "end_time": None,
+        "from": from_,
+        "from_formatted": from_,
+        "parent_call_sid": None,
+        "price": None,
+        "sid": sid,
+        "start_time": None,
+        "status": "queued",
+        "to": to,
+        "to_formatted": to,
+        "uri": f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{sid}.json",
+    }
+
+
+def page(key: str, items: list[dict[str, Any]], next_token: str | None = None) -> dict[str, Any]:
+    base = f"/2010-04-01/Accounts/{ACCOUNT}/Messages.json?To=%2B14155552345&PageSize=100"
+    return {
+        key: items,
+        "end": len(items) - 1,
+        "first_page_uri": f"{base}&Page=0",
+        "next_page_uri": f"{base}&Page=1&PageToken=PA{next_token}" if next_token else None,
+        "page": 0,
+        "page_size": 100,
+        "previous_page_uri": None,
+        "start": 0,
+        "uri": f"{base}&Page=0",
+    }
+
+
+SMS = {"To": TO, "From": FROM, "Body": "Your code is 1234"}
+SERVICE_SMS = {"To": TO, "MessagingServiceSid": SERVICE, "Body": "Your code is 1234"}
+
+
+@pytest.mark.parametrize("status", ["accepted", "queued", "scheduled", "sending", "sent"])
+def test_a_message_is_found_in_any_state(status: str) -> None:
+    found, done = reconcile.scan(
+        JobKind.sendSms, [message("SM1", status=status)], SMS, SEND_STARTED
+    )
+    assert done and found is not None and found["sid"] == "SM1"
+
+
+def test_the_trial_prefix_is_allowed_and_other_bodies_are_not() -> None:
+    trial = message("SM1", body=reconcile.TRIAL_PREFIX + "Your code is 1234")
+    other = message("SM2", body="Your code is 9999")
+    assert reconcile.scan(JobKind.sendSms, [trial], SMS, SEND_STARTED)[0] is not None
+    assert reconcile.scan(JobKind.sendSms, [other], SMS, SEND_STARTED) == (None, False)
+
+
+def test_a_messaging_service_send_without_from_matches_on_the_service() -> None:
+    accepted = message("SM1", status="accepted", from_=None, service=SERVICE)
+    elsewhere = message("SM2", status="accepted", from_=None, service="MG" + "c" * 32)
+    assert reconcile.list_query(JobKind.sendSms, SERVICE_SMS) == {"To": TO, "PageSize": 100}
+    found, _ = reconcile.scan(JobKind.sendSms, [elsewhere, accepted], SERVICE_SMS, SEND_STARTED)
+    assert found is not None and found["sid"] == "SM1"
+
+
+def test_the_query_never_filters_on_the_sent_date() -> None:
+    query = reconcile.list_query(JobKind.sendSms, SMS)
+    assert query == {"To": TO, "From": FROM, "PageSize": 100}
+    assert not any(key.startswith("DateSent") for key in query)
+
+
+def test_older_resources_end_the_search_and_skew_is_allowed() -> None:
+    older = message("SM0", created=-60)
+    assert reconcile.scan(JobKind.sendSms, [older], SMS, SEND_STARTED) == (None, True)
+    skewed = message("SM1", created=-(reconcile.CLOCK_SKEW - 1))
+    assert reconcile.scan(JobKind.sendSms, [skewed], SMS, SEND_STARTED)[0] is not None
+
+
+def test_a_resource_taken_by_another_job_is_passed_over() -> None:
+    items = [message("SM2", created=2), message("SM1", created=1)]
+    found, _ = reconcile.scan(
+        JobKind.sendSms, items, SMS, SEND_STARTED, taken=lambda sid: sid == "SM2"
+    )
+    assert found is not None and found["sid"] == "SM1"
+
+
+def test_rewritten_bodies_are_not_compared() -> None:
+    params = {**SMS, "SmartEncoded": "true"}
+    rewritten = message("SM1", body="Your code is 1234 (smart)")
+    assert reconcile.scan(JobKind.sendSms, [rewritten], params, SEND_STARTED)[0] is not None
+
+
+def test_a_call_matches_on_to_from_and_creation_time() -> None:
+    params = {"To": TO, "From": FROM, "Url": "https://x"}
+    assert reconcile.scan(JobKind.makeCall, [call("CA1")], params, SEND_STARTED)[0] is not None
+    other = call("CA2", from_="+15005550006")
+    assert reconcile.scan(JobKind.makeCall, [other], params, SEND_STARTED) == (None, False)
+
+
+def test_next_page_uri_is_split_into_path_and_query() -> None:
+    following = reconcile.next_page(page("messages", [], "SM9")["next_page_uri"], "/2010-04-01")
+    assert following == (
+        f"/Accounts/{ACCOUNT}/Messages.json",
+        {"To": TO, "PageSize": "100", "Page": "1", "PageToken": "PASM9"},
+    )
+    assert reconcile.next_page(None, "/2010-04-01") is None
+
+
+class PagedGateway(TwilioGateway):
+    """The gateway with Twilio's answers replayed from recorded pages."""
+
+    def __init__(self, pages: list[dict[str, Any]]) -> None:
+        super().__init__("http://127.0.0.1:9")
+        self.pages: Iterator[dict[str, Any]] = iter(pages)
+        self.asked: list[tuple[str, Mapping[str, Any]]] = []
+
+    def _call(self, version: Any, method: str, uri: str, failure: str, **kwargs: Any) -> Any:
+        self.asked.append((uri, kwargs["params"]))
+        return next(self.pages)
+
+
+def test_find_pages_until_it_finds_the_queued_message() -> None:
+    newer = [message(f"SMn{i}", created=30, body="another text") for i in range(100)]
+    gateway = PagedGateway(
+        [page("messages", newer, "SMn99"), page("messages", [message("SM1", status="queued")])]
+    )
+    found = gateway.find(JobKind.sendSms, ACCOUNT, "token", SMS, SEND_STARTED)
+    assert found is not None and found["sid"] == "SM1"
+    (first_uri, first_query), (second_uri, second_query) = gateway.asked
+    assert first_uri == second_uri == f"/Accounts/{ACCOUNT}/Messages.json"
+    assert first_query == {"To": TO, "From": FROM, "PageSize": 100}
+    assert second_query["PageToken"] == "PASMn99" and second_query["Page"] == "1"
+
+
+def test_find_stops_at_older_resources_and_at_the_last_page() -> None:
+    gateway = PagedGateway([page("messages", [message("SM0", created=-600)], "SM0")])
+    assert gateway.find(JobKind.sendSms, ACCOUNT, "token", SMS, SEND_STARTED) is None
+    assert len(gateway.asked) == 1
+    gateway = PagedGateway([page("messages", [])])
+    assert gateway.find(JobKind.sendSms, ACCOUNT, "token", SMS, SEND_STARTED) is None
+
+
+def test_find_gives_up_as_unknown_after_the_page_bound() -> None:
+    busy = [message("SMx", created=30, body="another text")]
+    pages = [page("messages", busy, f"SM{i}") for i in range(reconcile.MAX_PAGES + 1)]
+    gateway = PagedGateway(pages)
+    with pytest.raises(AmbiguousError, match="pages"):
+        gateway.find(JobKind.sendSms, ACCOUNT, "token", SMS, SEND_STARTED)
+    assert len(gateway.asked) == reconcile.MAX_PAGES
+
+
+def test_find_for_calls_reads_the_calls_key() -> None:
+    gateway = PagedGateway([page("calls", [call("CA1")])])
+    params = {"To": TO, "From": FROM, "Url": "https://x"}
+    found = gateway.find(JobKind.makeCall, ACCOUNT, "token", params, SEND_STARTED)
+    assert found is not None and found["sid"] == "CA1"
+    assert gateway.asked[0][0] == f"/Accounts/{ACCOUNT}/Calls.json"
+
+
+# -- error classification (REST answers, aiohttp failures) and Retry-After ----------------------
+
+
+def rest_error(status: int, code: int | None, msg: str) -> TwilioRestException:
+    return TwilioRestException(status, "uri", msg=msg, code=code)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (429, 20429, RetryableError),
+        (503, 20503, RetryableError),
+        (400, 20429, RetryableError),
+        (500, 20500, AmbiguousError),
+        (502, None, AmbiguousError),
+        (504, None, AmbiguousError),
+        (400, 21211, PermanentError),
+        (401, 20003, PermanentError),
+        (404, 20404, PermanentError),
+        (400, 21610, PermanentError),
+    ],
+)
+def test_rest_errors_are_classified(status: int, code: int | None, kind: type) -> None:
+    error = classify_rest_error(rest_error(status, code, "Unable to create record: x"), None)
+    assert type(error) is kind
+    assert (error.status, error.code) == (status, code)
+    assert error.message == f"[HTTP {status}] Unable to create record: x"
+
+
+def test_a_429_carries_its_retry_after() -> None:
+    error = classify_rest_error(rest_error(429, 20429, "Too Many Requests"), {"Retry-After": "7"})
+    assert error.retry_after == 7.0
+    assert classify_rest_error(rest_error(429, 20429, "x"), {}).retry_after is None
+
+
+def test_retry_after_as_seconds_or_an_http_date() -> None:
+    assert _retry_after({"Retry-After": "3"}) == 3.0
+    assert _retry_after({"retry-after": "1.5"}) == 1.5
+    assert _retry_after({"Retry-After": "-4"}) == 0.0
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 28 <= (_retry_after({"Retry-After": when}) or 0) <= 30
+    past = format_datetime(datetime.now(UTC) - timedelta(seconds=30), usegmt=True)
+    assert _retry_after({"Retry-After": past}) == 0.0
+    assert _retry_after({"Retry-After": "soon"}) is None
+    assert _retry_after(None) is None and _retry_after({}) is None
+
+
+def test_aiohttp_failures_are_classified_by_whether_the_request_left() -> None:
+    refused = aiohttp.ClientConnectorError(
+        aiohttp.client_reqrep.ConnectionKey("h", 1, False, True, None, None, None),
+        ConnectionRefusedError(111, "refused"),
+    )
+    assert isinstance(classify_aiohttp_error(refused), RetryableError)
+    assert isinstance(classify_aiohttp_error(aiohttp.ConnectionTimeoutError()), RetryableError)
+    read = classify_aiohttp_error(aiohttp.SocketTimeoutError())
+    assert isinstance(read, AmbiguousError) and "read timeout" in read.message
+    assert isinstance(classify_aiohttp_error(TimeoutError()), AmbiguousError)
+    lost = classify_aiohttp_error(aiohttp.ServerDisconnectedError())
+    assert isinstance(lost, AmbiguousError) and "lost after sending" in lost.message
