@@ -9,14 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import redis
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from producer import middleware
 from producer.account_routes import account_router
 from producer.campaign_routes import campaign_router
 from producer.webhook_routes import webhook_router
@@ -24,9 +22,7 @@ from twilio_jobs.client import Client, describe_errors
 from twilio_jobs.errors import (
     InvalidRequest,
     JobNotFound,
-    PayloadTooLarge,
     ServiceUnavailable,
-    TwilioJobsError,
 )
 from twilio_jobs.lifecycle import is_final
 from twilio_jobs.schemas import (
@@ -35,7 +31,6 @@ from twilio_jobs.schemas import (
     Accepted,
     JobKind,
     JobRecord,
-    error_envelope,
 )
 from twilio_jobs.settings import Settings, get_settings
 from twilio_jobs.tenancy import Tenants
@@ -74,63 +69,6 @@ def is_json(content_type: str | None) -> bool:
     )
 
 
-def envelope_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse(error_envelope(message), status_code=status)
-
-
-class BodySizeLimit:
-    """Refuses request bodies over the limit with 413, declared or chunked. Campaign uploads
-    (`POST /api/campaigns`) have a limit of their own."""
-
-    def __init__(self, app: ASGIApp, limit: int, campaign_limit: int | None = None) -> None:
-        self.app = app
-        self.limit = limit
-        self.campaign_limit = campaign_limit or limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit = self.campaign_limit if scope["path"] == "/api/campaigns" else self.limit
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > limit:
-                await self._refuse(scope, receive, send, limit)
-                return
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await self._refuse(scope, receive, send, limit)
-                return
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
-        error = PayloadTooLarge(f"Request body over {limit} bytes")
-        response = envelope_response(error.http_status, error.message)
-        await response(scope, receive, send)
-
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Everything loaded at start-up lives as long as the process: keep it out of the
@@ -150,11 +88,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         responses=ERROR_RESPONSES,
         lifespan=_lifespan,
     )
-    app.add_middleware(
-        BodySizeLimit,
-        limit=settings.max_body_bytes,
-        campaign_limit=settings.campaign_max_body_bytes,
-    )
+    middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
     the_client = client or Client(settings)
 
     def jobs() -> Client:
@@ -169,19 +103,6 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         return tenants.identify(request.headers.get("authorization"))
 
     Owner = Annotated[str, Depends(owner)]
-
-    @app.exception_handler(TwilioJobsError)
-    async def _our_error(request: Request, exc: TwilioJobsError) -> JSONResponse:
-        return envelope_response(exc.http_status, exc.message)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return envelope_response(400, describe_errors(exc.errors()))
-
-    @app.exception_handler(redis.RedisError)
-    async def _redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
-        log.warning("job store unavailable: %s", type(exc).__name__)
-        return envelope_response(503, "The job store is unavailable; try again")
 
     async def submit(
         kind: JobKind, body: Any, idempotency_key: str | None, who: str
