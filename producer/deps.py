@@ -1,0 +1,43 @@
+"""Dependencies shared by the routes, as `Annotated` types over the app's state.
+
+`create_app` puts the collaborators on `app.state` once; a route asks for them by type:
+`def route(client: ClientDep, who: Owner)`. The dependencies are `async def` so that FastAPI
+calls them on the event loop rather than through its thread pool.
+"""
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from twilio_jobs.client import Client
+from twilio_jobs.settings import Settings
+from twilio_jobs.status_callbacks import StatusCallbacks
+
+
+async def get_client(request: Request) -> Client:
+    client: Client = request.app.state.client
+    return client
+
+
+async def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+async def get_status_callbacks(request: Request) -> StatusCallbacks:
+    callbacks: StatusCallbacks = request.app.state.status_callbacks
+    return callbacks
+
+
+async def owner(request: Request) -> str:
+    """The request's tenant id ("" without API keys). The header is read directly rather
+    than declared as a Header parameter, which goes through FastAPI's per-request parameter
+    validation."""
+    tenant: str = request.app.state.tenants.identify(request.headers.get("authorization"))
+    return tenant
+
+
+ClientDep = Annotated[Client, Depends(get_client)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StatusCallbacksDep = Annotated[StatusCallbacks, Depends(get_status_callbacks)]
+Owner = Annotated[str, Depends(owner)]

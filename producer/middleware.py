@@ -1,0 +1,96 @@
+"""The body-size limit and the error handlers: every error is answered with the error
+envelope, never with a traceback or a 500 for bad input."""
+
+import logging
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from twilio_jobs.client import describe_errors
+from twilio_jobs.errors import PayloadTooLarge, TwilioJobsError
+from twilio_jobs.schemas import error_envelope
+
+log = logging.getLogger("twilio_jobs.api")
+
+
+def envelope_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse(error_envelope(message), status_code=status)
+
+
+class BodySizeLimit:
+    """Refuses request bodies over the limit with 413, declared or chunked. Campaign uploads
+    (`POST /api/campaigns`) have a limit of their own."""
+
+    def __init__(self, app: ASGIApp, limit: int, campaign_limit: int | None = None) -> None:
+        self.app = app
+        self.limit = limit
+        self.campaign_limit = campaign_limit or limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.campaign_limit if scope["path"] == "/api/campaigns" else self.limit
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._refuse(scope, receive, send, limit)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        error = PayloadTooLarge(f"Request body over {limit} bytes")
+        response = envelope_response(error.http_status, error.message)
+        await response(scope, receive, send)
+
+
+async def our_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TwilioJobsError)
+    return envelope_response(exc.http_status, exc.message)
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return envelope_response(400, describe_errors(exc.errors()))
+
+
+async def store_down(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("job store unavailable: %s", type(exc).__name__)
+    return envelope_response(503, "The job store is unavailable; try again")
+
+
+def install(app: FastAPI, max_body_bytes: int, campaign_max_body_bytes: int) -> None:
+    """Add the body-size limit and the error handlers to `app`."""
+    app.add_middleware(BodySizeLimit, limit=max_body_bytes, campaign_limit=campaign_max_body_bytes)
+    app.add_exception_handler(TwilioJobsError, our_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(redis.RedisError, store_down)

@@ -1,0 +1,1 @@
+"""The HTTP API's routes, one module-level `router` per concern; `producer.api` includes them."""

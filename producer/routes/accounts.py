@@ -1,0 +1,32 @@
+"""The Twilio accounts a tenant has proven it holds (twilio_jobs.tenancy)."""
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from producer.deps import ClientDep, Owner
+
+router = APIRouter(tags=["accounts"])
+
+
+class AccountRegistration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accountSid: str = Field(max_length=64)
+    accountToken: str = Field(max_length=128)
+
+
+@router.post("/api/accounts")
+async def register_account(
+    body: AccountRegistration, who: Owner, client: ClientDep
+) -> dict[str, str]:
+    """Prove that this API key's tenant holds a Twilio account, so that it may see and
+    change the account's shared data (suppressions). One authenticated fetch of the
+    account at Twilio; the token is not kept. A send Twilio accepted with a token the
+    tenant supplied proves the account too."""
+    return await client.accounts.register(who, body.accountSid, body.accountToken)
+
+
+@router.get("/api/accounts")
+def list_accounts(who: Owner, client: ClientDep) -> dict[str, list[str]]:
+    """The account SIDs this tenant has proven it holds."""
+    return {"accounts": client.accounts.accounts(who)}

@@ -1,0 +1,95 @@
+"""One job: read it (with an optional long poll), cancel it, run it again."""
+
+import asyncio
+import json
+import time
+from functools import lru_cache
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import Field, TypeAdapter, ValidationError
+
+from producer.deps import ClientDep, Owner
+from twilio_jobs.errors import InvalidRequest, JobNotFound
+from twilio_jobs.lifecycle import is_final
+from twilio_jobs.schemas import JobRecord
+
+router = APIRouter()
+
+
+@lru_cache(maxsize=8)
+def _wait_bounds(max_wait: float) -> TypeAdapter[float]:
+    return TypeAdapter(Annotated[float, Field(ge=0, le=max_wait)])
+
+
+async def wait_seconds(request: Request, wait: Annotated[float, Query()] = 0) -> float:
+    """`?wait=`: 0 to `TWILIO_JOBS_MAX_WAIT` seconds. The upper bound is a setting, so both
+    bounds are checked here, by pydantic, rather than declared on the parameter: the answer is
+    the one declared bounds give (the same checks in the same order), and `create_app` puts
+    them in the OpenAPI document (`document_wait`)."""
+    try:
+        return _wait_bounds(request.app.state.settings.max_wait).validate_python(wait)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("query", "wait")} for e in exc.errors()]
+        ) from None
+
+
+def document_wait(schema: dict[str, Any], max_wait: float) -> None:
+    """Show the bounds of `wait` in the OpenAPI document, as declared bounds would show."""
+    for parameter in schema["paths"]["/api/jobs/{job_id}"]["get"]["parameters"]:
+        if parameter["name"] == "wait" and parameter["in"] == "query":
+            declared = parameter["schema"]
+            parameter["schema"] = {
+                "type": declared["type"],
+                "maximum": max_wait,
+                "minimum": 0,
+                **{k: v for k, v in declared.items() if k != "type"},
+            }
+
+
+@router.get("/api/jobs/{job_id}", response_model=JobRecord)
+async def get_job(
+    job_id: str,
+    who: Owner,
+    client: ClientDep,
+    wait: Annotated[float, Depends(wait_seconds)],
+) -> dict[str, Any]:
+    """The job record; with `wait=N`, holds the request up to N seconds for a final state."""
+    deadline = time.monotonic() + wait
+    pause = 0.02
+    while True:
+        record = await run_in_threadpool(client.get, job_id, owner=who)
+        if record is None:
+            raise JobNotFound(job_id)
+        if is_final(record["status"]) or time.monotonic() >= deadline:
+            return record
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 2, 0.25)
+
+
+@router.delete("/api/jobs/{job_id}", response_model=JobRecord)
+def cancel_job(job_id: str, who: Owner, client: ClientDep) -> dict[str, Any]:
+    """Cancel a job that has not been sent yet (scheduled, queued or waiting to retry)."""
+    return client.cancel(job_id, owner=who)
+
+
+@router.post("/api/jobs/{job_id}/retry", response_model=JobRecord)
+async def retry_job(job_id: str, request: Request, who: Owner, client: ClientDep) -> dict[str, Any]:
+    """Run a failed job again. The auth token was dropped when it failed: send
+    `{"accountToken": "..."}` unless the server holds default credentials."""
+    token = None
+    raw = await request.body()
+    if raw:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidRequest("Malformed JSON body") from None
+        if not isinstance(body, dict) or set(body) - {"accountToken"}:
+            raise InvalidRequest("The body may only hold accountToken")
+        token = body.get("accountToken")
+        if token is not None and not isinstance(token, str):
+            raise InvalidRequest("Invalid field 'accountToken': must be a string")
+    return await run_in_threadpool(client.retry, job_id, owner=who, account_token=token)

@@ -1,0 +1,111 @@
+"""The send routes: `POST /api/twilio/sendSms`, `/sendMms`, `/makeCall`.
+
+These are the hot path (docs/benchmarks.md). The body is validated in one pass from its bytes
+(pydantic's JSON mode), not by FastAPI's parameter machinery, which cost as much CPU as a whole
+trivial route; the OpenAPI document still shows the model and the header (`send_openapi`). The
+routes take only the `Request` and declare no dependencies for the same reason.
+"""
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+
+from producer.deps import owner
+from twilio_jobs.client import Client, describe_errors
+from twilio_jobs.errors import InvalidRequest
+from twilio_jobs.schemas import ERROR_RESPONSES, REQUEST_MODELS, Accepted, JobKind
+
+MAX_IDEMPOTENCY_KEY = 255
+
+router = APIRouter()
+
+
+def send_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body and header of a send route, for the OpenAPI document."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}},
+        },
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": MAX_IDEMPOTENCY_KEY},
+            }
+        ],
+    }
+
+
+def is_json(content_type: str | None) -> bool:
+    """As FastAPI reads a body: JSON when the type says so or when there is no type."""
+    if not content_type:
+        return True
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
+async def submit(request: Request, kind: JobKind) -> JSONResponse:
+    """Validate the body of a send route and queue the job."""
+    who = await owner(request)
+    raw = await request.body()
+    if not raw.strip():
+        raise InvalidRequest("Request body is required")
+    if not is_json(request.headers.get("content-type")):
+        raise InvalidRequest("Request body must be a JSON object")
+    try:
+        body = REQUEST_MODELS[kind].model_validate_json(raw)
+    except ValidationError as exc:
+        # Located as FastAPI locates body errors, which describe_errors expects.
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise InvalidRequest(describe_errors(errors)) from None
+    idem = request.headers.get("idempotency-key")
+    if idem is not None and len(idem) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidRequest(
+            "Invalid field 'Idempotency-Key': String should have at most "
+            f"{MAX_IDEMPOTENCY_KEY} characters"
+        )
+    client: Client = request.app.state.client
+    submission = await client.asubmit(kind, body, idempotency_key=idem, owner=who)
+    # A ready response in the shape of `Accepted` (which documents it), so FastAPI skips its
+    # response-model validation and serialization.
+    return JSONResponse(
+        {
+            "jobId": submission.job_id,
+            "status": submission.status.value,
+            "statusUrl": f"/api/jobs/{submission.job_id}",
+        },
+        status_code=202 if submission.created else 200,
+    )
+
+
+def _send_route(kind: JobKind) -> dict[str, Any]:
+    return {
+        "status_code": 202,
+        "response_model": Accepted,
+        "responses": ERROR_RESPONSES,
+        "openapi_extra": send_openapi(REQUEST_MODELS[kind]),
+    }
+
+
+@router.post("/api/twilio/sendSms", **_send_route(JobKind.sendSms))
+async def send_sms(request: Request) -> JSONResponse:
+    """Queue a text message. Answers at once with the job id; the result comes later."""
+    return await submit(request, JobKind.sendSms)
+
+
+@router.post("/api/twilio/sendMms", **_send_route(JobKind.sendMms))
+async def send_mms(request: Request) -> JSONResponse:
+    """Queue a media message."""
+    return await submit(request, JobKind.sendMms)
+
+
+@router.post("/api/twilio/makeCall", **_send_route(JobKind.makeCall))
+async def make_call(request: Request) -> JSONResponse:
+    """Queue a voice call."""
+    return await submit(request, JobKind.makeCall)

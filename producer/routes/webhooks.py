@@ -1,0 +1,47 @@
+"""Webhooks: Twilio's status callbacks in, and our result webhooks' failures out."""
+
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from producer.deps import ClientDep, Owner, StatusCallbacksDep
+from twilio_jobs.errors import Conflict, JobNotFound
+from twilio_jobs.schemas import JobRecord
+from twilio_jobs.status_callbacks import ROUTE
+
+router = APIRouter(tags=["webhooks"])
+
+
+@router.post(ROUTE, status_code=204)
+async def twilio_status(
+    job_id: str, request: Request, callbacks: StatusCallbacksDep, token: str | None = None
+) -> Response:
+    """Twilio's status callback for a job (form-encoded, signed by Twilio). Updates the
+    job's `deliveryStatus`, never backwards, and sends the delivery-status webhook."""
+    raw = await request.body()
+    form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    url = callbacks.public_url(job_id, query, str(request.url))
+    signature = request.headers.get("X-Twilio-Signature")
+    await run_in_threadpool(callbacks.accept, job_id, token, form, signature, url)
+    return Response(status_code=204)
+
+
+@router.get("/api/webhooks/failed")
+def failed_webhooks(
+    who: Owner, client: ClientDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, list[dict[str, Any]]]:
+    """Result webhook deliveries that ran out of attempts, newest first."""
+    return {"deliveries": client.webhooks.failed(who, limit)}
+
+
+@router.post("/api/jobs/{job_id}/webhook", status_code=202, response_model=JobRecord)
+def replay_webhook(job_id: str, who: Owner, client: ClientDep) -> dict[str, Any]:
+    """Send a job's exhausted webhook deliveries again, from their first attempt."""
+    if client.get(job_id, owner=who) is None:
+        raise JobNotFound(job_id)
+    if not client.webhooks.replay(job_id):
+        raise Conflict("This job has no exhausted webhook delivery to replay")
+    return client.get(job_id, owner=who) or {}
