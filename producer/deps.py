@@ -10,18 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from twilio_jobs.client import Client
-from twilio_jobs.settings import Settings
 from twilio_jobs.status_callbacks import StatusCallbacks
 
 
 async def get_client(request: Request) -> Client:
     client: Client = request.app.state.client
     return client
-
-
-async def get_app_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def get_status_callbacks(request: Request) -> StatusCallbacks:
@@ -38,6 +32,5 @@ async def owner(request: Request) -> str:
 
 
 ClientDep = Annotated[Client, Depends(get_client)]
-SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StatusCallbacksDep = Annotated[StatusCallbacks, Depends(get_status_callbacks)]
 Owner = Annotated[str, Depends(owner)]
