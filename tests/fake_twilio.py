@@ -1,4 +1,5 @@
-"""Local fake of Twilio's REST API 2010-04-01 (Messages and Calls) for tests and benchmarks.
+"""Local fake of Twilio's REST API 2010-04-01 (Messages and Calls) and of Verify v2
+(Verifications) for tests and benchmarks; both hosts are served on one port.
 
 In-process: ``with FakeTwilio(latency=0.1) as fake: ...`` (server on its own thread and loop).
 Separate process: ``python -m tests.fake_twilio --port 8099 --latency 0.1 [--account SID:TOKEN]``,
@@ -14,7 +15,12 @@ It follows Twilio's documented behaviour (shared/TWILIO.md), never our code's as
 - `concurrency_limit`: more requests in flight for an account than that is 429 (20429), with a
   `Retry-After` only when one is configured (seconds, or an HTTP date);
 - a call's status callbacks are sent only for the events its `StatusCallbackEvent` asked for
-  (`completed` alone when none were).
+  (`completed` alone when none were);
+- Verify: a service must exist (`add_service`; one default service per default account) or it
+  is 404 20404; a start for a `To` that has a pending verification on that service sends the
+  code again on the same verification (same SID, one more `send_code_attempts` entry), and the
+  sixth send within its 10 minutes is 429 60203 (max send attempts reached); a verification is
+  fetched by its SID or by its `To` while pending; bad parameters are 400 60200.
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ from twilio.request_validator import RequestValidator
 
 DEFAULT_ACCOUNT_SID = "AC5f37acb24007a320eefb5ffaeb498a78"
 DEFAULT_AUTH_TOKEN = "fake-auth-token-5b1c0e0c9d2a4f7e"
+DEFAULT_VERIFY_SERVICE_SID = "VA" + "5f37acb24007a320eefb5ffaeb498a78"
+VERIFY_CHANNELS = frozenset({"sms", "call", "email", "whatsapp", "sna", "auto"})
+VERIFY_MAX_SENDS = 5
+VERIFY_LIFETIME = 600.0
 API_VERSION = "2010-04-01"
 SERVICE_FROM_NUMBER = "+15005550006"
 MAX_BODY_LENGTH = 1600
@@ -56,7 +66,7 @@ UNSENT = frozenset({"accepted", "queued", "scheduled"})
 # Which StatusCallbackEvent asks for a call status; final statuses all come as `completed`.
 CALL_EVENTS = {"initiated": "initiated", "ringing": "ringing", "in-progress": "answered"}
 
-Kind = Literal["Messages", "Calls"]
+Kind = Literal["Messages", "Calls", "Verifications"]
 Form = dict[str, list[str]]
 CreateTime = tuple[float, str, str, str]
 
@@ -70,6 +80,7 @@ _CALLBACK_ERROR_CODES = {"failed": "30008", "undelivered": "30003"}
 _CONTROL_OPS = frozenset(
     ("add_fault", "fail_ratio", "set_latency", "reset", "set_send_delay")
     + ("add_account", "add_api_key", "set_auto_callbacks", "set_concurrency_limit")
+    + ("add_service",)
 )
 
 
@@ -149,6 +160,11 @@ class _Record:
         """The sent date the `DateSent` filters look at (`StartTime` for a call)."""
         stamp = self.resource.get("date_sent" if self.kind == "Messages" else "start_time")
         return parsedate_to_datetime(stamp) if stamp else None
+
+
+def _iso(epoch: float) -> str:
+    """Verify's dates: ISO 8601 in UTC, whole seconds."""
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -325,6 +341,7 @@ class FakeTwilio:
             dict(accounts) if accounts is not None else {DEFAULT_ACCOUNT_SID: DEFAULT_AUTH_TOKEN}
         )
         self._api_keys: dict[str, tuple[str, str]] = {}
+        self._services: dict[str, str] = {DEFAULT_VERIFY_SERVICE_SID: DEFAULT_ACCOUNT_SID}
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -337,6 +354,8 @@ class FakeTwilio:
     def _clear(self) -> None:
         self._records: dict[str, _Record] = {}
         self._order: list[_Record] = []
+        self._verifications: dict[str, dict[str, Any]] = {}
+        self._pending: dict[tuple[str, str], str] = {}
         self._faults: list[Fault] = []
         self._ratio: Fault | None = None
         self._ratio_value = 0.0
@@ -430,6 +449,11 @@ class FakeTwilio:
             web.get(f"{base}.json", self._api(self._list)),
             web.get(f"{base}/{{sid}}.json", self._api(self._fetch)),
             web.get(f"/{API_VERSION}/Accounts/{{account}}.json", self._api(self._fetch_account)),
+            web.post("/v2/Services/{service}/Verifications", self._api(self._start_verification)),
+            web.get(
+                "/v2/Services/{service}/Verifications/{sid}", self._api(self._fetch_verification)
+            ),
+            web.route("*", "/v2/{tail:.*}", self._api(self._not_found)),
             web.post("/_fake/callbacks", self._http_callbacks),
             web.post("/_fake/{op}", self._http_control),
             web.get("/_fake/{what:stats|messages|calls}", self._http_inspect),
@@ -447,6 +471,11 @@ class FakeTwilio:
     ) -> None:
         with self._lock:
             self._api_keys[key_sid] = (secret, account_sid)
+
+    def add_service(self, sid: str, account_sid: str = DEFAULT_ACCOUNT_SID) -> None:
+        """A Verify service of the account."""
+        with self._lock:
+            self._services[sid] = account_sid
 
     def set_latency(self, seconds: float) -> None:
         self.latency = seconds
@@ -531,6 +560,17 @@ class FakeTwilio:
         return self._resources("Calls")
 
     @property
+    def verifications(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(json.dumps(v)) for v in self._verifications.values()]
+
+    @property
+    def verification_sends(self) -> int:
+        """Codes sent: every start that reached a verification (a first one or a resend)."""
+        with self._lock:
+            return sum(len(v["send_code_attempts"]) for v in self._verifications.values())
+
+    @property
     def created_count(self) -> int:
         return len(self._order)
 
@@ -565,6 +605,7 @@ class FakeTwilio:
             "created_count": self.created_count,
             "messages_count": len(self.messages),
             "calls_count": len(self.calls),
+            "verification_sends": self.verification_sends,
             "peak_in_flight": self.peak_in_flight,
             "in_flight_now": self.in_flight_now,
             "latency": self.latency,
@@ -695,6 +736,110 @@ class FakeTwilio:
         with self._lock:
             record.advance(time.time())
             return _json(record.resource)
+
+    # Verify v2
+
+    def _verify_account(self, request: web.Request) -> str:
+        """The service's account, authenticated as the 2010 API authenticates it."""
+        service = request.match_info["service"]
+        user, _ = _basic_auth(request.headers.get("Authorization", ""))
+        owner = self._services.get(service)
+        account = owner or (
+            self._api_keys.get(user, ("", ""))[1] if user.startswith("SK") else user
+        )
+        if account not in self._accounts:
+            raise ApiError(401, 20003, "Authenticate")
+        self._authenticate(request, account)
+        if owner is None:
+            raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+        return account
+
+    def _expire(self, now: float) -> None:
+        for key, sid in list(self._pending.items()):
+            verification = self._verifications[sid]
+            if now - verification["_created"] >= VERIFY_LIFETIME:
+                verification.update(status="expired", date_updated=_iso(now))
+                del self._pending[key]
+
+    async def _start_verification(self, request: web.Request) -> web.Response:
+        service = request.match_info["service"]
+        self.requests_total += 1
+        self.create_attempts += 1
+        account = self._verify_account(request)
+        form = _parse_form(await request.read())
+        to, channel = _first(form, "To"), _first(form, "Channel")
+        with self._in_flight_slot(account):
+            fault = self._take_fault("Verifications", to)
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
+            if fault is not None and not fault.create_anyway:
+                if fault.delay:
+                    await asyncio.sleep(fault.delay)
+                raise fault.error()
+            resource = self._store_verification(account, service, form, to, channel)
+            if fault is not None:
+                if fault.delay:
+                    await asyncio.sleep(fault.delay)
+                raise fault.error()
+            return _json(resource, 201)
+
+    def _store_verification(
+        self, account: str, service: str, form: Form, to: str | None, channel: str | None
+    ) -> dict[str, Any]:
+        if not to:
+            raise ApiError(400, 60200, "Missing required parameter To in the post body")
+        if not channel:
+            raise ApiError(400, 60200, "Missing required parameter Channel in the post body")
+        if channel not in VERIFY_CHANNELS:
+            raise ApiError(400, 60200, "Invalid parameter: Channel")
+        if channel == "email" and "@" not in to:
+            raise ApiError(400, 60200, f"Invalid parameter `To`: {to}")
+        if channel != "email" and not (to.startswith("+") and _possible_number(to)):
+            raise ApiError(400, 60200, f"Invalid parameter `To`: {to}")
+        now = time.time()
+        with self._lock:
+            self._expire(now)
+            sid = self._pending.get((service, to))
+            verification = self._verifications.get(sid) if sid else None
+            if verification is None:
+                sid = "VE" + uuid.uuid4().hex
+                verification = {
+                    "sid": sid, "service_sid": service, "account_sid": account, "to": to,
+                    "channel": channel, "status": "pending", "valid": False,
+                    "date_created": _iso(now), "date_updated": _iso(now),
+                    "lookup": {"carrier": None}, "amount": None, "payee": None,
+                    "send_code_attempts": [], "sna": None,
+                    "url": f"https://verify.twilio.com/v2/Services/{service}/Verifications/{sid}",
+                    "_created": now,
+                }  # fmt: skip
+                self._verifications[sid] = verification
+                self._pending[(service, to)] = sid
+            attempts = verification["send_code_attempts"]
+            if len(attempts) >= VERIFY_MAX_SENDS:
+                raise ApiError(429, 60203, "Max send attempts reached")
+            attempts.append(
+                {"attempt_sid": "VL" + uuid.uuid4().hex, "channel": channel, "time": _iso(now)}
+            )
+            verification.update(channel=channel, date_updated=_iso(now))
+            self._create_times.append(
+                (time.monotonic(), account, f"service:{service}", "Verifications")
+            )
+            return {k: v for k, v in verification.items() if not k.startswith("_")}
+
+    async def _fetch_verification(self, request: web.Request) -> web.Response:
+        service, key = request.match_info["service"], request.match_info["sid"]
+        self.requests_total += 1
+        account = self._verify_account(request)
+        with self._in_flight_slot(account):
+            if self.latency > 0:
+                await asyncio.sleep(self.latency)
+        with self._lock:
+            self._expire(time.time())
+            sid = key if key.startswith("VE") else self._pending.get((service, key))
+            verification = self._verifications.get(sid or "")
+            if verification is None or verification["service_sid"] != service:
+                raise ApiError(404, 20404, f"The requested resource {request.path} was not found")
+            return _json({k: v for k, v in verification.items() if not k.startswith("_")})
 
     async def _fetch_account(self, request: web.Request) -> web.Response:
         """Twilio's Account resource, as `GET /2010-04-01/Accounts/{sid}.json` returns it."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis import Redis
 
 from twilio_jobs import keys, scripts, submission
@@ -43,6 +43,8 @@ TYPICAL_LATENCY = 0.2
 """Seconds a Twilio create usually takes; bounds the estimate by the in-flight limit."""
 
 Progress = Callable[[int, int], None]
+
+CAMPAIGN_KINDS = frozenset({JobKind.sendSms, JobKind.sendMms, JobKind.makeCall})
 
 
 class CampaignRequest(BaseModel):
@@ -64,6 +66,13 @@ class CampaignRequest(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     defaultRegion: str | None = Field(default=None, min_length=2, max_length=2)
     recipients: list[Any] = Field(min_length=1)
+
+    @field_validator("kind")
+    @classmethod
+    def _campaign_kind(cls, value: JobKind) -> JobKind:
+        if value not in CAMPAIGN_KINDS:
+            raise ValueError("a campaign sends sendSms, sendMms or makeCall")
+        return value
 
 
 class CampaignAccepted(BaseModel):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from twilio_jobs.envelopes import error_envelope, success_envelope
 from twilio_jobs.errors import twilio_style
@@ -17,13 +17,12 @@ from twilio_jobs.recipients import check_to
 
 
 class JobKind(StrEnum):
+    """What a job asks Twilio for; each has one spec in `twilio_jobs.twilio.endpoints`."""
+
     sendSms = "sendSms"
     sendMms = "sendMms"
     makeCall = "makeCall"
-
-    @property
-    def resource(self) -> str:
-        return "Calls" if self is JobKind.makeCall else "Messages"
+    startVerification = "startVerification"
 
 
 ADDRESS = re.compile(r"^(\+[1-9][0-9]{1,14}|(client|sip|whatsapp|messenger|rcs):\S{1,250})$")
@@ -39,7 +38,21 @@ Short = Field(default=None, max_length=256)
 
 
 class _SendBase(BaseModel):
+    """Every job request: the fields below are declared by each kind's model, in its order."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=False)
+
+    if TYPE_CHECKING:
+        accountSid: str | None
+        accountToken: str | None
+        to: str | None
+        callbackUrl: Url | None
+        idempotencyKey: str | None
+        sendAt: datetime | None
+
+
+class _TwilioSendBase(_SendBase):
+    """A Programmable Messaging or Voice create."""
 
     accountSid: str | None = Field(default=None, max_length=64)
     accountToken: str | None = Field(default=None, max_length=128)
@@ -59,7 +72,7 @@ class _SendBase(BaseModel):
         return value
 
 
-class SmsRequest(_SendBase):
+class SmsRequest(_TwilioSendBase):
     messagingServiceSid: str | None = Short
     body: str | None = Field(default=None, max_length=MAX_BODY)
     mediaUrl: Url | list[Url] | None = None
@@ -86,7 +99,7 @@ class MmsRequest(SmsRequest):
     pass
 
 
-class CallRequest(_SendBase):
+class CallRequest(_TwilioSendBase):
     url: Url | None = None
     twiml: str | None = Field(default=None, max_length=4000)
     method: str | None = Short
@@ -118,11 +131,39 @@ class CallRequest(_SendBase):
     timeLimit: int | None = Field(default=None, ge=1)
 
 
-REQUEST_MODELS: dict[JobKind, type[_SendBase]] = {
-    JobKind.sendSms: SmsRequest,
-    JobKind.sendMms: MmsRequest,
-    JobKind.makeCall: CallRequest,
-}
+VerifyChannel = Literal["sms", "call", "whatsapp", "email"]
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{1,63}$")
+E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+class VerificationRequest(_SendBase):
+    """Twilio Verify v2: start a verification (the service sends the code)."""
+
+    accountSid: str | None = Field(default=None, max_length=64)
+    accountToken: str | None = Field(default=None, max_length=128)
+    serviceSid: str = Field(pattern=r"^VA[0-9a-fA-F]{32}$")
+    channel: VerifyChannel = "sms"
+    to: str | None = Field(default=None, max_length=320)
+    locale: str | None = Field(default=None, max_length=16)
+    customFriendlyName: str | None = Field(default=None, max_length=30)
+    appHash: str | None = Field(default=None, max_length=64)
+    templateSid: str | None = Short
+    callbackUrl: Url | None = None
+    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=255)
+    sendAt: datetime | None = None
+
+    @field_validator("to")
+    @classmethod
+    def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return value
+        if info.data.get("channel") == "email":
+            if not EMAIL.match(value):
+                raise ValueError("must be an email address for channel 'email'")
+        elif not E164.match(value):
+            raise ValueError("must be an E.164 number (+14155550100)")
+        return value
+
 
 _METHOD_FIELDS = (
     "method",
@@ -153,6 +194,15 @@ def check_twilio_rules(kind: JobKind, request: _SendBase) -> None:
     """Rules Twilio would reject a create for, answered with Twilio's own words before sending."""
     from twilio_jobs.errors import InvalidRequest
 
+    if kind is JobKind.startVerification:
+        # Verify's own words (error 60200) for what it would refuse.
+        if not request.to:
+            raise InvalidRequest(twilio_style("Missing required parameter To in the post body"))
+        if isinstance(request, VerificationRequest) and request.channel != "email":
+            impossible = check_to(request.to)
+            if impossible:
+                raise InvalidRequest(twilio_style(f"Invalid parameter `To`: {request.to}"))
+        return
     if not request.to:
         raise InvalidRequest(twilio_style("A 'To' phone number is required."))
     impossible = check_to(request.to)
@@ -229,7 +279,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 __all__ = [
     "ERROR_RESPONSES",
-    "REQUEST_MODELS",
     "Accepted",
     "CallRequest",
     "JobError",
@@ -238,6 +287,7 @@ __all__ = [
     "JobStatus",
     "MmsRequest",
     "SmsRequest",
+    "VerificationRequest",
     "WebhookState",
     "check_twilio_rules",
     "error_envelope",

@@ -18,6 +18,11 @@ class Settings(BaseSettings):
     twilio_api_base_url: str = Field(
         default="https://api.twilio.com", validation_alias="TWILIO_API_BASE_URL"
     )
+    # Verify's host (verify.twilio.com); when unset and TWILIO_API_BASE_URL is not
+    # api.twilio.com, Verify goes to TWILIO_API_BASE_URL too (one base for every host).
+    twilio_verify_base_url: str | None = Field(
+        default=None, validation_alias="TWILIO_VERIFY_BASE_URL"
+    )
     twilio_account_sid: str | None = Field(default=None, validation_alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
 

@@ -28,6 +28,7 @@ from twilio_jobs.outbox import Outbox
 from twilio_jobs.schemas import JobKind
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import now_iso
+from twilio_jobs.twilio.endpoints import endpoint
 
 log = logging.getLogger("twilio_jobs.status")
 
@@ -59,7 +60,6 @@ CALL_RANKS = {
     "canceled": 4,
 }
 ERROR_STATES = frozenset({"failed", "undelivered"})
-CALL_EVENTS = ["initiated", "ringing", "answered", "completed"]
 
 
 def callback_token(cipher: Cipher, job_id: str) -> str:
@@ -80,17 +80,20 @@ def with_status_callback(
     cipher: Cipher,
     kind: JobKind = JobKind.sendSms,
 ) -> Mapping[str, Any]:
-    """The create parameters plus our StatusCallback, unless the caller set their own. For a
-    call, also every progress event (Twilio sends `completed` alone when none are asked for),
-    so `deliveryStatus` moves through them as CALL_RANKS promise."""
-    if "StatusCallback" in params:
+    """The create parameters plus our StatusCallback, unless the caller set their own or the
+    endpoint takes none (`Endpoint.callback_field`). For a call, also every progress event
+    (Twilio sends `completed` alone when none are asked for), so `deliveryStatus` moves
+    through them as CALL_RANKS promise."""
+    spec = endpoint(kind)
+    field = spec.callback_field
+    if field is None or field in params:
         return params
     url = status_callback_url(settings, cipher, job_id)
     if not url:
         return params
-    if kind is JobKind.makeCall and "StatusCallbackEvent" not in params:
-        return {**params, "StatusCallback": url, "StatusCallbackEvent": CALL_EVENTS}
-    return {**params, "StatusCallback": url}
+    if spec.callback_events and f"{field}Event" not in params:
+        return {**params, field: url, f"{field}Event": list(spec.callback_events)}
+    return {**params, field: url}
 
 
 def twilio_signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:

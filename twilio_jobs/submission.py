@@ -11,8 +11,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from twilio_jobs.errors import CREDENTIALS_REQUIRED, InvalidRequest
-from twilio_jobs.schemas import REQUEST_MODELS, JobKind, _SendBase, check_twilio_rules
+from twilio_jobs.schemas import JobKind, _SendBase, check_twilio_rules
 from twilio_jobs.settings import Settings
+from twilio_jobs.twilio.endpoints import endpoint
 
 MAX_SCHEDULE_AHEAD = timedelta(days=35)
 
@@ -59,7 +60,7 @@ def validate(kind: JobKind, payload: Mapping[str, Any] | _SendBase) -> _SendBase
         request = payload
     else:
         try:
-            request = REQUEST_MODELS[kind].model_validate(payload)
+            request = endpoint(kind).model.model_validate(payload)
         except ValidationError as exc:
             raise InvalidRequest(describe_errors(exc.errors())) from None
     check_twilio_rules(kind, request)

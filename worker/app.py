@@ -16,7 +16,6 @@ from twilio_jobs.settings import Settings, get_settings
 from worker.broker import transport_for
 from worker.config import celery_config
 from worker.root import Root
-from worker.twilio_gateway import quiet_twilio_logging
 
 log = logging.getLogger("twilio_jobs.worker")
 
@@ -55,7 +54,6 @@ def _quiet_task_logs(sender: Any = None, **_: Any) -> None:
 
 @worker_ready.connect
 def _start(sender: Any = None, **_: Any) -> None:
-    quiet_twilio_logging()
     app.root.start()  # built before the first task, not by the first few at once
     # Everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes, which otherwise walk all of it again and again (80-100 ms a pass in the

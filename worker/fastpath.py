@@ -35,9 +35,10 @@ from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
 from twilio_jobs.schemas import JobKind
 from twilio_jobs.status_callbacks import with_status_callback
 from twilio_jobs.store import now_iso
-from worker.async_gateway import AsyncTwilioGateway
+from twilio_jobs.twilio.api import AsyncTwilioApi
 from worker.errors import SendError
 from worker.handlers import Runtime, finish, hand_back, run_claimed
+from worker.transport import AioTransport
 
 log = logging.getLogger("twilio_jobs.fastpath")
 
@@ -178,11 +179,8 @@ class FastPath:
 
     async def _setup(self) -> None:
         s = self.rt.settings
-        self.gateway = AsyncTwilioGateway(
-            s.twilio_api_base_url,
-            pool_size=s.http_pool_size,
-            connect_timeout=s.connect_timeout,
-            read_timeout=s.read_timeout,
+        self.gateway = AsyncTwilioApi(
+            AioTransport(s.http_pool_size, s.connect_timeout, s.read_timeout), s
         )
         self.redis = aioredis.Redis.from_url(
             s.store_url, decode_responses=True, max_connections=64, health_check_interval=10
@@ -191,7 +189,6 @@ class FastPath:
         self.window = asyncio.Semaphore(s.batch_window)
         self.claims = ClaimBatcher(self)
         self.pumps: dict[Lane, LanePump] = {}
-        self.tokens: dict[str, str] = {}
 
     def send_batch(self, job_ids: Sequence[str]) -> dict[str, int]:
         """Run a chunk to the end; called from a Celery thread, which waits for it."""
@@ -240,17 +237,14 @@ class FastPath:
             return await self.in_thread(finish, job_id, claim, rt, outcome)
 
     def _token(self, cred: str) -> str:
-        """A campaign's jobs share one ciphertext: decrypt it once."""
-        token = self.tokens.get(cred)
-        if token is None and cred:
-            try:
-                token = self.rt.cipher.decrypt(cred)
-            except ValueError:
-                return ""
-            if len(self.tokens) > 1000:
-                self.tokens.clear()
-            self.tokens[cred] = token
-        return token or ""
+        """The plaintext token ("" when it cannot be had: the synchronous path fails the job).
+        A campaign's jobs share one ciphertext, which the cipher decrypts once."""
+        if not cred:
+            return ""
+        try:
+            return self.rt.cipher.decrypt(cred)
+        except ValueError:
+            return ""
 
     def _requeue(self, job_id: str) -> None:
         self.rt.ledger.redis.zadd(keys.SCHEDULE, {job_id: self.rt.clock() + 1.0}, nx=True)

@@ -20,8 +20,8 @@ from twilio_jobs.schemas import JobKind, JobStatus, error_envelope, success_enve
 from twilio_jobs.settings import Settings
 from twilio_jobs.status_callbacks import with_status_callback
 from twilio_jobs.store import now_iso
+from twilio_jobs.twilio.api import TwilioApi
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
-from worker.twilio_gateway import TwilioGateway
 
 log = logging.getLogger("twilio_jobs.worker")
 
@@ -32,7 +32,7 @@ Notify = Callable[[str, str], None]
 class Runtime:
     settings: Settings
     ledger: Ledger
-    gateway: TwilioGateway
+    gateway: TwilioApi
     cipher: Cipher
     notify: Notify = lambda job_id, event: None
     clock: Callable[[], float] = time.time

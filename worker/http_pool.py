@@ -5,9 +5,10 @@ is a pool, timeouts, TLS and an answer to "did the request leave this machine?".
 sends a request's head and body in one write and cost about half the CPU per request of
 urllib3 in a profile (docs/benchmarks.md).
 
-Failures are raised as `twilio_jobs.errors`: nothing could be sent (connection refused, connect
-timeout, DNS) is `RetryableError`; anything after the request may have been sent (read timeout,
-connection reset or closed before a full answer) is `AmbiguousError`.
+Failures are raised as `twilio_jobs.twilio.wire` classifies them: nothing could be sent
+(connection refused, connect timeout, DNS) is `RetryableError`; anything after the request may
+have been sent (read timeout, connection reset or closed before a full answer) is
+`AmbiguousError`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from twilio_jobs.errors import AmbiguousError, RetryableError
+from twilio_jobs.twilio import wire
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,10 @@ class HostPool:
             data = response.read()
         except TimeoutError:
             conn.close()
-            raise AmbiguousError("Twilio did not answer in time (read timeout)") from None
+            raise wire.read_timeout() from None
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise AmbiguousError(
-                f"Connection to Twilio lost after sending: {type(exc).__name__}"
-            ) from None
+            raise wire.lost_after_sending(type(exc).__name__) from None
         if response.will_close:
             conn.close()
         else:
@@ -97,10 +96,10 @@ class HostPool:
             conn.connect()
         except TimeoutError:
             conn.close()
-            raise RetryableError("Could not connect to Twilio: connection timed out") from None
+            raise wire.not_sent("connection timed out") from None
         except OSError as exc:
             conn.close()
-            raise RetryableError(f"Could not connect to Twilio: {type(exc).__name__}") from None
+            raise wire.not_sent(type(exc).__name__) from None
         assert conn.sock is not None
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn

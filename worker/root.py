@@ -18,10 +18,11 @@ from twilio_jobs.outbox import Outbox
 from twilio_jobs.pacing.pacer import Pacer
 from twilio_jobs.scheduler import Scheduler
 from twilio_jobs.settings import Settings
+from twilio_jobs.twilio.api import TwilioApi
 from worker.fastpath import FastPath
 from worker.handlers import Runtime
 from worker.liveness import StallWatch
-from worker.twilio_gateway import TwilioGateway
+from worker.transport import HttpTransport
 from worker.webhooks import WebhookRuntime, http_client
 
 log = logging.getLogger("twilio_jobs.worker")
@@ -41,11 +42,11 @@ class Root:
         self.runtime = Runtime(
             settings=settings,
             ledger=Ledger(redis, settings.result_ttl),
-            gateway=TwilioGateway(
-                settings.twilio_api_base_url,
-                pool_size=settings.http_pool_size,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
+            gateway=TwilioApi(
+                HttpTransport(
+                    settings.http_pool_size, settings.connect_timeout, settings.read_timeout
+                ),
+                settings,
             ),
             cipher=Cipher(settings.secret_key.get_secret_value()),
             notify=self.notify,
@@ -92,7 +93,6 @@ class Root:
         return self._fast_path
 
     def start(self) -> None:
-        self.runtime.gateway.warm()
         for scheduler in self.schedulers:
             scheduler.start()
         self.watch.start()
@@ -104,3 +104,4 @@ class Root:
         if self._fast_path is not None:
             self._fast_path.close()
         self.dispatcher.close()
+        self.runtime.gateway.close()

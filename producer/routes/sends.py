@@ -1,4 +1,4 @@
-"""The send routes: `POST /api/twilio/sendSms`, `/sendMms`, `/makeCall`.
+"""The send routes: `POST /api/twilio/sendSms`, `/sendMms`, `/makeCall`, `/startVerification`.
 
 These are the hot path (docs/benchmarks.md). The body is validated in one pass from its bytes
 (pydantic's JSON mode), not by FastAPI's parameter machinery, which cost as much CPU as a whole
@@ -15,7 +15,8 @@ from pydantic import BaseModel, ValidationError
 from producer.deps import owner
 from twilio_jobs.client import Client, describe_errors
 from twilio_jobs.errors import InvalidRequest
-from twilio_jobs.schemas import ERROR_RESPONSES, REQUEST_MODELS, Accepted, JobKind
+from twilio_jobs.schemas import ERROR_RESPONSES, Accepted, JobKind
+from twilio_jobs.twilio.endpoints import endpoint
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -59,7 +60,7 @@ async def submit(request: Request, kind: JobKind) -> JSONResponse:
     if not is_json(request.headers.get("content-type")):
         raise InvalidRequest("Request body must be a JSON object")
     try:
-        body = REQUEST_MODELS[kind].model_validate_json(raw)
+        body = endpoint(kind).model.model_validate_json(raw)
     except ValidationError as exc:
         # Located as FastAPI locates body errors, which describe_errors expects.
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
@@ -89,7 +90,7 @@ def _send_route(kind: JobKind) -> dict[str, Any]:
         "status_code": 202,
         "response_model": Accepted,
         "responses": ERROR_RESPONSES,
-        "openapi_extra": send_openapi(REQUEST_MODELS[kind]),
+        "openapi_extra": send_openapi(endpoint(kind).model),
     }
 
 
@@ -109,3 +110,10 @@ async def send_mms(request: Request) -> JSONResponse:
 async def make_call(request: Request) -> JSONResponse:
     """Queue a voice call."""
     return await submit(request, JobKind.makeCall)
+
+
+@router.post("/api/twilio/startVerification", **_send_route(JobKind.startVerification))
+async def start_verification(request: Request) -> JSONResponse:
+    """Queue a Twilio Verify verification (Verify v2 sends the code by sms, call, whatsapp
+    or email); the job's result is the Verification resource."""
+    return await submit(request, JobKind.startVerification)

@@ -21,7 +21,7 @@ from httpx import Response
 
 from producer.api import create_app
 from tests.conftest import SEED_CALL, SEED_MMS, SEED_SMS, make_settings
-from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
+from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, DEFAULT_VERIFY_SERVICE_SID
 from twilio_jobs import keys
 from twilio_jobs.client import Client
 from twilio_jobs.gates import Gates
@@ -44,6 +44,7 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/twilio/sendSms"): "create",
     ("POST", "/api/twilio/sendMms"): "create",
     ("POST", "/api/twilio/makeCall"): "create",
+    ("POST", "/api/twilio/startVerification"): "create",
     ("POST", "/api/campaigns"): "create",
     ("GET", "/api/jobs/{job_id}"): "owned",
     ("DELETE", "/api/jobs/{job_id}"): "owned",
@@ -76,6 +77,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/twilio/sendSms"): SEED_SMS,
     ("POST", "/api/twilio/sendMms"): SEED_MMS,
     ("POST", "/api/twilio/makeCall"): SEED_CALL,
+    ("POST", "/api/twilio/startVerification"): {
+        "accountSid": DEFAULT_ACCOUNT_SID,
+        "accountToken": DEFAULT_AUTH_TOKEN,
+        "serviceSid": DEFAULT_VERIFY_SERVICE_SID,
+        "to": "+14155550123",
+    },
     ("POST", "/api/campaigns"): {
         "accountSid": DEFAULT_ACCOUNT_SID,
         "accountToken": DEFAULT_AUTH_TOKEN,

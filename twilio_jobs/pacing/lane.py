@@ -12,6 +12,7 @@ from twilio_jobs.pacing.campaign_gate import campaign_key
 from twilio_jobs.pacing.inflight import account_cap
 from twilio_jobs.schemas import JobKind
 from twilio_jobs.settings import Settings
+from twilio_jobs.twilio.endpoints import endpoint
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,12 @@ class Lane:
     def of(
         cls, kind: JobKind, account: str, params: Mapping[str, Any], campaign: str, s: Settings
     ) -> Lane:
-        if kind is JobKind.makeCall:
+        by = endpoint(kind).lane
+        if by == "calls":
             name, per_second = calls.LANE, calls.calls_rate(s)
+        elif by == "service":
+            # Verify paces its own sends per service: only the account's in-flight limit here.
+            name, per_second = f"service:{params.get('ServiceSid', '')}", 0.0
         else:
             name = rate.sender_of(params)
             per_second = rate.sender_rate(name, s)

@@ -9,12 +9,17 @@ less some clock skew) and on what the job sent. Paging stops at the first resour
 the send; a recipient with more than `MAX_PAGES` pages of newer traffic leaves the outcome
 unknown rather than guessed.
 
-The pure parts live here, so the sync gateway and any other transport walk pages the same way.
+A Verify verification is found differently (`Endpoint.find_by == "fetch"`): a recipient has
+at most one pending verification per service, fetched by its `To`; it is ours when it is
+pending on the same channel and was created or sent again since the send.
+
+The pure parts live here, so every transport walks pages the same way (`twilio_jobs.twilio.api`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -51,11 +56,29 @@ def next_page(next_page_uri: str | None, version_prefix: str) -> tuple[str, dict
     return path, dict(parse_qsl(parts.query, keep_blank_values=True))
 
 
-def created_at(item: Mapping[str, Any]) -> float | None:
-    try:
-        return parsedate_to_datetime(str(item.get("date_created"))).timestamp()
-    except (TypeError, ValueError):
+def created_at(item: Mapping[str, Any], field: str = "date_created") -> float | None:
+    """A resource's date: RFC 2822 in the 2010 API, ISO 8601 in the newer ones."""
+    value = item.get(field)
+    if not value:
         return None
+    try:
+        return parsedate_to_datetime(str(value)).timestamp()
+    except (TypeError, ValueError):
+        pass
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def fetched_match(item: Mapping[str, Any], params: Mapping[str, Any], since: float) -> bool:
+    """Is this pending verification the one the job's start made (or sent again)?"""
+    if item.get("status") != "pending" or item.get("to") != params.get("To"):
+        return False
+    if str(item.get("channel") or "") != str(params.get("Channel") or "sms"):
+        return False
+    stamps = [created_at(item, f) for f in ("date_created", "date_updated")]
+    return any(t is not None and t >= since - CLOCK_SKEW for t in stamps)
 
 
 def _truthy(value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""Reconciliation and error classification on Twilio's own JSON shapes.
+"""Reconciliation, the wire format and error classification on Twilio's own JSON shapes
+(`twilio_jobs.twilio`).
 
 The resources below are shaped as in Twilio's API reference (Message and Call resources, list
 pages with `next_page_uri`), in each state a create can leave behind.
@@ -6,20 +7,27 @@ pages with `next_page_uri`), in each state a create can leave behind.
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import aiohttp
 import pytest
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.version import Version
+from twilio.http.response import Response
 
+from twilio_jobs.errors import AmbiguousError, PermanentError, RetryableError
 from twilio_jobs.schemas import JobKind
-from worker import reconcile
-from worker.async_gateway import classify_aiohttp_error
-from worker.errors import AmbiguousError, PermanentError, RetryableError
-from worker.twilio_gateway import TwilioGateway, _retry_after, classify_rest_error
+from twilio_jobs.settings import Settings
+from twilio_jobs.twilio import reconcile, wire
+from twilio_jobs.twilio.api import TwilioApi
+from twilio_jobs.twilio.wire import Answer, Request
+from twilio_jobs.twilio.wire import retry_after as _retry_after
+from worker.transport import classify_aiohttp_error
 
 ACCOUNT = "AC" + "a" * 32
 SERVICE = "MG" + "b" * 32
@@ -176,17 +184,38 @@ def test_next_page_uri_is_split_into_path_and_query() -> None:
     assert reconcile.next_page(None, "/2010-04-01") is None
 
 
-class PagedGateway(TwilioGateway):
-    """The gateway with Twilio's answers replayed from recorded pages."""
+class Replay:
+    """A transport that answers with recorded pages and keeps what was asked."""
 
     def __init__(self, pages: list[dict[str, Any]]) -> None:
-        super().__init__("http://127.0.0.1:9")
         self.pages: Iterator[dict[str, Any]] = iter(pages)
-        self.asked: list[tuple[str, Mapping[str, Any]]] = []
+        self.requests: list[Request] = []
 
-    def _call(self, version: Any, method: str, uri: str, failure: str, **kwargs: Any) -> Any:
-        self.asked.append((uri, kwargs["params"]))
-        return next(self.pages)
+    def send(self, request: Request) -> Answer:
+        self.requests.append(request)
+        return Answer(200, json.dumps(next(self.pages)).encode(), {})
+
+    def close(self) -> None:
+        pass
+
+
+class PagedGateway(TwilioApi):
+    """The API over recorded pages; `asked`: (path, query) of each request."""
+
+    def __init__(self, pages: list[dict[str, Any]]) -> None:
+        self.replay = Replay(pages)
+        super().__init__(self.replay, Settings(TWILIO_API_BASE_URL="http://127.0.0.1:9"))
+
+    @property
+    def asked(self) -> list[tuple[str, Mapping[str, Any]]]:
+        out = []
+        for request in self.replay.requests:
+            parts = urlsplit(request.url)
+            query: dict[str, Any] = dict(parse_qsl(parts.query))
+            if "PageSize" in query and "Page" not in query:
+                query["PageSize"] = int(query["PageSize"])
+            out.append((parts.path.removeprefix("/2010-04-01"), query))
+        return out
 
 
 def test_find_pages_until_it_finds_the_queued_message() -> None:
@@ -230,8 +259,19 @@ def test_find_for_calls_reads_the_calls_key() -> None:
 # -- error classification (REST answers, aiohttp failures) and Retry-After ----------------------
 
 
-def rest_error(status: int, code: int | None, msg: str) -> TwilioRestException:
-    return TwilioRestException(status, "uri", msg=msg, code=code)
+def answer(status: int, code: int | None, message: str, **headers: str) -> Answer:
+    body: dict[str, Any] = {"message": message, "status": status,
+                            "more_info": f"https://www.twilio.com/docs/errors/{code}"}  # fmt: skip
+    if code is not None:
+        body["code"] = code
+    return Answer(status, json.dumps(body).encode(), headers)
+
+
+CREATE = wire.request("POST", "http://127.0.0.1:9/x", ACCOUNT, "token", form={})
+
+
+def classify(status: int, code: int | None, message: str, **headers: str) -> Any:
+    return wire.error_of(CREATE, answer(status, code, message, **headers))
 
 
 @pytest.mark.parametrize(
@@ -250,16 +290,58 @@ def rest_error(status: int, code: int | None, msg: str) -> TwilioRestException:
     ],
 )
 def test_rest_errors_are_classified(status: int, code: int | None, kind: type) -> None:
-    error = classify_rest_error(rest_error(status, code, "Unable to create record: x"), None)
+    error = classify(status, code, "x")
     assert type(error) is kind
-    assert (error.status, error.code) == (status, code)
+    # Twilio's code, or the HTTP status when the body has none (as twilio-python has it).
+    assert (error.status, error.code) == (status, status if code is None else code)
     assert error.message == f"[HTTP {status}] Unable to create record: x"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"code": 21211, "message": "Invalid \'To\' Phone Number: +1500", "status": 400}',
+        b'{"status": 503}',
+        b"<html>Service Unavailable</html>",
+        b'{"type": "https://x", "title": "Bad", "status": 400, "code": 60200, "detail": "d"}',
+    ],
+)
+def test_error_texts_and_codes_are_twilio_pythons(body: bytes) -> None:
+    """The message and code twilio-python's `Version.exception` gives the same answer."""
+    status = json.loads(body).get("status", 503) if body.startswith(b"{") else 503
+    ours = wire.error_of(CREATE, Answer(status, body, {}))
+    theirs = Version.exception("POST", "/x", Response(status, body.decode()), wire.CREATE_FAILED)
+    text = getattr(theirs, "msg", None) or f"{wire.CREATE_FAILED}: {theirs.detail}"
+    assert ours.message == f"[HTTP {status}] {text}"
+    assert ours.code == theirs.code
+
+
+def test_verify_max_send_attempts_is_final_though_it_comes_as_429() -> None:
+    start = wire.request(
+        "POST", "http://h/v2/x", ACCOUNT, "t", form={}, final_codes=frozenset({60203})
+    )
+    error = wire.error_of(start, answer(429, 60203, "Max send attempts reached"))
+    assert isinstance(error, PermanentError) and error.code == 60203
+    assert isinstance(wire.error_of(start, answer(429, 20429, "Too Many Requests")), RetryableError)
+
+
 def test_a_429_carries_its_retry_after() -> None:
-    error = classify_rest_error(rest_error(429, 20429, "Too Many Requests"), {"Retry-After": "7"})
+    error = classify(429, 20429, "Too Many Requests", **{"Retry-After": "7"})
     assert error.retry_after == 7.0
-    assert classify_rest_error(rest_error(429, 20429, "x"), {}).retry_after is None
+    assert classify(429, 20429, "x").retry_after is None
+
+
+def test_a_2xx_that_is_not_json_is_ambiguous() -> None:
+    with pytest.raises(AmbiguousError, match="not JSON"):
+        wire.interpret(CREATE, Answer(201, b"<html>", {}))
+
+
+def test_the_request_carries_basic_auth_a_form_and_repeated_keys() -> None:
+    req = wire.request("POST", "https://api.twilio.com/x", "ACa", "tok",
+                       form={"To": "+1", "StatusCallbackEvent": ["initiated", "completed"]})  # fmt: skip
+    assert req.headers["Authorization"] == "Basic " + base64.b64encode(b"ACa:tok").decode()
+    assert req.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert req.body == b"To=%2B1&StatusCallbackEvent=initiated&StatusCallbackEvent=completed"
 
 
 def test_retry_after_as_seconds_or_an_http_date() -> None:
