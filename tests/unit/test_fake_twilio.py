@@ -19,7 +19,12 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
-from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from tests.fake_twilio import (
+    DEFAULT_ACCOUNT_SID,
+    DEFAULT_AUTH_TOKEN,
+    DEFAULT_VERIFY_SERVICE_SID,
+    FakeTwilio,
+)
 
 SID, TOKEN = DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 OTHER_SID = "AC" + "1" * 32
@@ -31,7 +36,8 @@ class FakeHttpClient(TwilioHttpClient):  # type: ignore[misc]
         self.base_url = base_url
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        url = url.replace("https://api.twilio.com", self.base_url)
+        for host in ("https://api.twilio.com", "https://verify.twilio.com"):
+            url = url.replace(host, self.base_url)
         return super().request(method, url, *args, **kwargs)
 
 
@@ -465,3 +471,49 @@ def test_http_control_and_subprocess() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=5) == 0
+
+
+# -- Verify v2, driven by twilio-python's own Verify client ------------------------------------
+
+
+def test_verify_start_resends_on_the_pending_verification_then_refuses(
+    fake: FakeTwilio, client: Client
+) -> None:
+    service = client.verify.v2.services(DEFAULT_VERIFY_SERVICE_SID)
+    first = service.verifications.create(to="+14155550123", channel="sms", locale="fr")
+    assert first.sid.startswith("VE") and first.status == "pending" and first.valid is False
+    assert first.service_sid == DEFAULT_VERIFY_SERVICE_SID and first.account_sid == SID
+    again = service.verifications.create(to="+14155550123", channel="call")
+    assert again.sid == first.sid and again.channel == "call"
+    assert len(again.send_code_attempts) == 2
+    for _ in range(3):
+        service.verifications.create(to="+14155550123", channel="sms")
+    with pytest.raises(TwilioRestException) as refused:
+        service.verifications.create(to="+14155550123", channel="sms")
+    assert (refused.value.status, refused.value.code) == (429, 60203)
+    assert fake.verification_sends == 5
+    fetched = service.verifications("+14155550123").fetch()
+    assert fetched.sid == first.sid
+    assert service.verifications(first.sid).fetch().to == "+14155550123"
+
+
+def test_verify_refuses_what_twilio_refuses(fake: FakeTwilio, client: Client) -> None:
+    service = client.verify.v2.services(DEFAULT_VERIFY_SERVICE_SID)
+    for to, channel, code in [("+1415", "sms", 60200), ("+14155550123", "pigeon", 60200)]:
+        with pytest.raises(TwilioRestException) as refused:
+            service.verifications.create(to=to, channel=channel)
+        assert (refused.value.status, refused.value.code) == (400, code)
+    with pytest.raises(TwilioRestException) as missing:
+        client.verify.v2.services("VA" + "0" * 32).verifications.create(
+            to="+14155550123", channel="sms"
+        )
+    assert (missing.value.status, missing.value.code) == (404, 20404)
+    with pytest.raises(TwilioRestException) as none:
+        service.verifications("+14155550199").fetch()
+    assert none.value.status == 404
+    with pytest.raises(TwilioRestException) as wrong:
+        client_for(fake, token="wrong").verify.v2.services(
+            DEFAULT_VERIFY_SERVICE_SID
+        ).verifications.create(to="+14155550123", channel="sms")
+    assert wrong.value.status == 401
+    assert fake.verification_sends == 0

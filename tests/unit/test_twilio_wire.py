@@ -368,3 +368,69 @@ def test_aiohttp_failures_are_classified_by_whether_the_request_left() -> None:
     assert isinstance(classify_aiohttp_error(TimeoutError()), AmbiguousError)
     lost = classify_aiohttp_error(aiohttp.ServerDisconnectedError())
     assert isinstance(lost, AmbiguousError) and "lost after sending" in lost.message
+
+
+# -- endpoint specs: hosts, paths, callbacks, lanes ---------------------------------------------
+
+VERIFY = {"ServiceSid": "VA" + "c" * 32, "To": "+14155552345", "Channel": "sms"}
+
+
+def test_every_host_goes_to_the_one_base_url_in_tests_and_to_twilio_otherwise() -> None:
+    from twilio_jobs.twilio.api import Hosts
+
+    real = Hosts(Settings())
+    assert real.url("api", "/2010-04-01/x") == "https://api.twilio.com/2010-04-01/x"
+    assert real.url("verify", "/v2/x") == "https://verify.twilio.com/v2/x"
+    fake = Hosts(Settings(TWILIO_API_BASE_URL="http://127.0.0.1:8097/"))
+    assert fake.url("verify", "/v2/x") == "http://127.0.0.1:8097/v2/x"
+    own = Hosts(Settings(TWILIO_API_BASE_URL="http://a", TWILIO_VERIFY_BASE_URL="http://v"))
+    assert (own.url("api", "/p"), own.url("verify", "/p")) == ("http://a/p", "http://v/p")
+
+
+def test_a_verification_start_puts_the_service_in_the_path_not_the_form() -> None:
+    from twilio_jobs.twilio.api import Hosts, create_request
+    from twilio_jobs.twilio.endpoints import endpoint
+
+    spec = endpoint(JobKind.startVerification)
+    req = create_request(Hosts(Settings()), spec, ACCOUNT, "tok", VERIFY)
+    assert req.url == f"https://verify.twilio.com/v2/Services/{VERIFY['ServiceSid']}/Verifications"
+    assert dict(parse_qsl(req.body.decode())) == {"To": VERIFY["To"], "Channel": "sms"}
+    assert spec.lookup_path(ACCOUNT, VERIFY).endswith("/Verifications/%2B14155552345")
+    sms = create_request(Hosts(Settings()), endpoint(JobKind.sendSms), ACCOUNT, "tok", SMS)
+    assert sms.url == f"https://api.twilio.com/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
+
+
+def test_status_callbacks_and_lanes_come_from_the_spec() -> None:
+    from twilio_jobs.crypto import Cipher
+    from twilio_jobs.pacing.lane import Lane
+    from twilio_jobs.status_callbacks import with_status_callback
+
+    settings = Settings(public_url="https://jobs.example.com")
+    cipher = Cipher("k" * 32)
+    call = with_status_callback({"To": TO}, "j1", settings, cipher, JobKind.makeCall)
+    assert call["StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    assert "StatusCallbackEvent" not in with_status_callback({}, "j1", settings, cipher)
+    assert with_status_callback(VERIFY, "j1", settings, cipher, JobKind.startVerification) == VERIFY
+    lane = Lane.of(JobKind.startVerification, ACCOUNT, VERIFY, "", settings)
+    assert (lane.name, lane.interval) == (f"service:{VERIFY['ServiceSid']}", 0.0)
+    assert Lane.of(JobKind.makeCall, ACCOUNT, {}, "", settings).name == "calls"
+
+
+def fetched(**changes: Any) -> dict[str, Any]:
+    """A Verification resource as Verify v2 returns it (ISO 8601 dates)."""
+    when = datetime.fromtimestamp(SEND_STARTED + 1, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    item = {"sid": "VE" + "d" * 32, "to": VERIFY["To"], "channel": "sms", "status": "pending",
+            "date_created": when, "date_updated": when}  # fmt: skip
+    return {**item, **changes}
+
+
+def test_a_pending_verification_since_the_send_is_ours() -> None:
+    assert reconcile.fetched_match(fetched(), VERIFY, SEND_STARTED)
+    assert not reconcile.fetched_match(fetched(status="approved"), VERIFY, SEND_STARTED)
+    assert not reconcile.fetched_match(fetched(channel="call"), VERIFY, SEND_STARTED)
+    old = datetime.fromtimestamp(SEND_STARTED - 300, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert not reconcile.fetched_match(
+        fetched(date_created=old, date_updated=old), VERIFY, SEND_STARTED
+    )
+    # Started earlier, sent again by this job's start: date_updated moved.
+    assert reconcile.fetched_match(fetched(date_created=old), VERIFY, SEND_STARTED)
