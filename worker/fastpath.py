@@ -32,6 +32,7 @@ from redis import asyncio as aioredis
 from twilio_jobs import keys
 from twilio_jobs.ledger import Claim
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
+from twilio_jobs.pacing.wait import FIRST_STEP
 from twilio_jobs.schemas import JobKind
 from twilio_jobs.status_callbacks import with_status_callback
 from twilio_jobs.store import now_iso
@@ -41,9 +42,6 @@ from worker.handlers import Runtime, finish, hand_back, run_claimed
 from worker.transport import AioTransport
 
 log = logging.getLogger("twilio_jobs.fastpath")
-
-INFLIGHT_POLL = 0.005
-"""Seconds between asks while the account is full (slots freed elsewhere wake nobody here)."""
 
 T = TypeVar("T")
 
@@ -111,8 +109,7 @@ class LanePump:
             self.task = self.fast.loop.create_task(self._run())
 
     async def _run(self) -> None:
-        pacer, rt = self.fast.pacer, self.fast.rt
-        step = 0.005
+        pacer, policy = self.fast.pacer, self.fast.rt.wait_policy(holds_thread=False)
         while self.waiters or self.releases:
             self.wake.clear()
             release, self.releases = self.releases, []
@@ -127,7 +124,6 @@ class LanePump:
                     self.waiters.popleft()[0].set_exception(exc)
                 continue
             if grant.leases:
-                step = 0.005
                 for lease, start in zip(grant.leases, grant.starts, strict=True):
                     future, _ = self.waiters.popleft()
                     if future.cancelled():
@@ -135,29 +131,21 @@ class LanePump:
                     else:
                         future.set_result(Grant((lease,), (start,)))
                 continue
-            if grant.reason in ("paused", "cancelled"):
-                while self.waiters:
-                    self.waiters.popleft()[0].set_result(grant)
-                continue
-            # Nobody here can start now. A full account frees slots as requests end, so waiting
-            # is cheap here (no thread, no polling per job) and bounded well inside the ledger
-            # lease; a rate lane or a Retry-After hold says how long: beyond pace_max_wait the
-            # job goes back to the scheduler at its place in line.
-            if grant.reason == "inflight":
-                wait, patience = INFLIGHT_POLL, rt.lease_seconds / 3
-            else:
-                wait, patience = grant.wait, rt.settings.pace_max_wait
-            limit = time.monotonic() - patience + wait
-            while self.waiters and (self.waiters[0][1] <= limit or grant.reason == "hold"):
+            # Nobody here can start now: the wait policy says, per waiter (oldest first), wait
+            # or go back to the scheduler at its place in line (the grant without leases).
+            now, wait = time.monotonic(), None
+            while self.waiters:
+                wait = policy.next_wait(grant, now - self.waiters[0][1], FIRST_STEP)
+                if wait is not None:
+                    break
                 self.waiters.popleft()[0].set_result(grant)
-            step = min(step * 2, 0.05)
-            if self.waiters:
+            if self.waiters and wait is not None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=wait)
                 if self.wake.is_set() and grant.reason == "inflight":
                     # Woken by a slot this process just freed. Taking it back at once would
                     # win every race against other processes, which only poll: starve them.
-                    await asyncio.sleep(random.uniform(0, INFLIGHT_POLL))
+                    await asyncio.sleep(random.uniform(0, FIRST_STEP))
         if self.fast.pumps.get(self.lane) is self:
             del self.fast.pumps[self.lane]  # lanes come and go with campaigns
 

@@ -16,6 +16,7 @@ from twilio_jobs.gates import SUPPRESSED_CODE, Gates
 from twilio_jobs.ledger import Claim, Ledger
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
 from twilio_jobs.pacing.rate import sender_of
+from twilio_jobs.pacing.wait import FIRST_STEP, WaitPolicy
 from twilio_jobs.schemas import JobKind, JobStatus, error_envelope, success_envelope
 from twilio_jobs.settings import Settings
 from twilio_jobs.status_callbacks import with_status_callback
@@ -44,6 +45,9 @@ class Runtime:
     @property
     def lease_seconds(self) -> float:
         return float(self.settings.connect_timeout + self.settings.read_timeout + 5.0)
+
+    def wait_policy(self, *, holds_thread: bool) -> WaitPolicy:
+        return WaitPolicy(self.settings.pace_max_wait, self.lease_seconds, holds_thread)
 
 
 def backoff(attempt: int, base: float, cap: float, jitter: float) -> float:
@@ -122,22 +126,21 @@ def finish(job_id: str, claim: Claim, rt: Runtime, outcome: dict[str, Any] | Sen
 
 
 def wait_turn(pacer: Pacer, lane: Lane, rt: Runtime) -> Grant:
-    """Wait in small steps, up to `pace_max_wait`, for a slot on the lane."""
-    deadline = rt.clock() + rt.settings.pace_max_wait
-    step = 0.01
+    """Wait for a slot on the lane as the one wait policy says (`twilio_jobs.pacing.wait`);
+    a grant without leases means: hand the job back."""
+    policy = rt.wait_policy(holds_thread=True)
+    started, step = rt.clock(), FIRST_STEP
     while True:
         grant = pacer.acquire(lane)
         if grant.leases:
             if grant.starts[0] > 0:
                 rt.sleep(grant.starts[0])
             return grant
-        if grant.reason in ("paused", "cancelled"):
-            return grant
-        wait = step if grant.reason == "inflight" else grant.wait
-        if rt.clock() + wait > deadline:
+        wait = policy.next_wait(grant, rt.clock() - started, step)
+        if wait is None:
             return grant
         rt.sleep(wait * (1.0 + 0.2 * rt.jitter()))
-        step = min(step * 2, 0.1)
+        step = policy.next_step(step)
 
 
 def hand_back(job_id: str, claim: Claim, rt: Runtime, lane: Lane, grant: Grant) -> str:

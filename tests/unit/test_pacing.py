@@ -90,3 +90,26 @@ def test_sender_rate_defaults_by_type(settings: Settings) -> None:
     assert sender_rate("+18005550100", settings) == 3
     assert sender_rate("12345", settings) == 100
     assert sender_rate("MG" + "0" * 32, settings) == 10
+
+
+def test_one_wait_policy_for_threads_and_the_campaign_loop() -> None:
+    from twilio_jobs.pacing.lane import Grant
+    from twilio_jobs.pacing.wait import FIRST_STEP, MAX_STEP, WaitPolicy
+
+    thread = WaitPolicy(pace_max_wait=1.0, lease_seconds=25.0, holds_thread=True)
+    loop = WaitPolicy(pace_max_wait=1.0, lease_seconds=25.0, holds_thread=False)
+    full = Grant(reason="inflight")
+    # A full account: a thread waits up to pace_max_wait, a coroutine up to a third of the lease.
+    assert thread.next_wait(full, 0.9, 0.05) == 0.05
+    assert thread.next_wait(full, 0.99, 0.05) is None
+    assert loop.next_wait(full, 8.0, FIRST_STEP) == FIRST_STEP
+    assert loop.next_wait(full, 8.34, FIRST_STEP) is None
+    # A thread backs off; the loop's one asker per lane keeps polling.
+    assert thread.next_step(0.08) == MAX_STEP and loop.next_step(FIRST_STEP) == FIRST_STEP
+    # A rate lane or a Retry-After hold: Redis says how long, bounded by pace_max_wait.
+    for policy in (thread, loop):
+        assert policy.next_wait(Grant(wait=0.3, reason="rate"), 0.5, FIRST_STEP) == 0.3
+        assert policy.next_wait(Grant(wait=0.3, reason="hold"), 0.8, FIRST_STEP) is None
+        assert policy.next_wait(Grant(wait=5.0, reason="rate"), 0.0, FIRST_STEP) is None
+        for reason in ("paused", "cancelled"):
+            assert policy.next_wait(Grant(reason=reason), 0.0, FIRST_STEP) is None
