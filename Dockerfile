@@ -5,6 +5,7 @@ COPY pyproject.toml README.md requirements.lock ./
 COPY twilio_jobs ./twilio_jobs
 COPY producer ./producer
 COPY worker ./worker
+COPY celeryconfig.py ./
 RUN pip install -c requirements.lock ".[embedded]" && useradd --system --uid 10001 app
 USER app
 EXPOSE 8000

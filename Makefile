@@ -29,8 +29,8 @@ test: install lint
 	TEST_BROKER_URL=$(AMQP_URL) $(PY) -m pytest -q -m integration $(AMQP_TESTS) $(PYTEST_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check twilio_jobs producer worker tests bench
-	$(VENV)/bin/mypy twilio_jobs producer worker
+	$(VENV)/bin/ruff check twilio_jobs producer worker celeryconfig.py tests bench
+	$(VENV)/bin/mypy twilio_jobs producer worker celeryconfig.py
 	$(VENV)/bin/lint-imports
 
 # The newest versions within pyproject.toml's ranges, from a fresh virtualenv, into $(LOCK).

@@ -32,7 +32,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 RESULT_URL = os.environ.get("BENCH_RESULT_URL", "redis://127.0.0.1:6379/14")
 SECRET_KEY = "bench-secret-key-0123456789-abcdefghijklmnopqrstuv"
 QUEUE = "twilio_jobs"
-# The README's recommended worker: threads pool (worker/config.py), this concurrency.
+# The README's recommended worker: threads pool (celeryconfig.py), this concurrency.
 RECOMMENDED_CONCURRENCY = 64
 CELERY_FLAGS = ["--without-mingle", "--without-gossip", "--without-heartbeat"]
 

@@ -9,7 +9,7 @@ same protocol-2 message through kombu, to the queue's own exchange, as Celery's 
 publishes it.
 
 The broker's layout (queue names, their exchanges, transport options) is defined here once, for
-the producers here and for the worker's Celery configuration (`worker.config`).
+the producers here and for the worker's Celery configuration (`celeryconfig`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The Celery app: `celery -A worker worker`. Its configuration comes from the one settings
-object (`worker.config`), read here, at the worker's entry point; its collaborators from the
+object (`celeryconfig`), read here, at the worker's entry point; its collaborators from the
 composition root (`worker.root`), built when the worker starts."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from celery.signals import task_postrun, task_prerun, worker_init, worker_ready,
 
 from twilio_jobs.settings import Settings, get_settings
 from worker.broker import transport_for
-from worker.config import celery_config
+from celeryconfig import celery_config
 from worker.root import Root
 
 log = logging.getLogger("twilio_jobs.worker")

@@ -72,3 +72,22 @@ def test_redis_keys_and_scripts_have_one_home_each() -> None:
             assert "register_script(" not in text, name
         if path.suffix == ".py":
             assert "redis.call(" not in text, name
+
+
+def test_every_package_and_module_is_packaged() -> None:
+    """What `pip install .` (the Dockerfile) gets: every package of the tree, the Lua files,
+    celeryconfig (an editable install would hide a package missing here)."""
+    import tomllib
+
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    tree = {
+        ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("twilio_jobs", "producer", "worker")
+        for p in (ROOT / top).rglob("__init__.py")
+    }
+    assert tree == set(setup["packages"])
+    assert setup["py-modules"] == ["celeryconfig"]
+    assert "lua/*.lua" in setup["package-data"]["twilio_jobs"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for top in ("twilio_jobs", "producer", "worker", "celeryconfig.py"):
+        assert f"COPY {top}" in dockerfile

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from twilio_jobs.settings import Settings
-from worker.config import celery_config
+from celeryconfig import celery_config
 
 
 def test_default_worker_queues_include_webhooks_each_with_its_own_binding() -> None:

@@ -1,4 +1,9 @@
-"""The Celery configuration, made from the one settings object that the caller passes in."""
+"""The Celery configuration, made from the one settings object that the caller passes in.
+
+The worker's Celery app (`worker.app`) is configured with `celery_config(settings)`; a custom
+Celery app that should consume our queues the same way can do the same. Nothing here is read at
+import time: no settings are global.
+"""
 
 from __future__ import annotations
 
