@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from producer import middleware
-from producer.routes import accounts, campaigns, health, jobs, sends, webhooks
+from producer.routes import accounts, campaigns, health, jobs, metrics, sends, webhooks
 from twilio_jobs.client import Client
 from twilio_jobs.schemas import ERROR_RESPONSES
 from twilio_jobs.settings import Settings, get_settings
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         client.redis, client.settings, client.cipher, client.webhooks
     )
     middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
-    for module in (sends, jobs, webhooks, campaigns, accounts, health):
+    for module in (sends, jobs, webhooks, campaigns, accounts, health, metrics):
         app.include_router(module.router)
 
     def openapi() -> dict[str, Any]:

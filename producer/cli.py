@@ -73,6 +73,7 @@ class Supervisor:
             if time.monotonic() - started > 60:
                 pause = 1.0
             log.warning("worker exited (%s); starting it again in %.0f s", code, pause)
+            _count_restart()
             time.sleep(pause)
             pause = min(pause * 2, 30.0)
 
@@ -90,6 +91,21 @@ class Supervisor:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+
+def _count_restart() -> None:
+    """One more restart in the stats hash (`GET /metrics`: twilio_jobs_worker_restarts_total);
+    never in the way of the restart itself."""
+    try:
+        from redis import Redis
+
+        from twilio_jobs import keys
+        from twilio_jobs.settings import Settings
+
+        with Redis.from_url(Settings().store_url, socket_timeout=2) as conn:
+            conn.hincrby(keys.STATS, "worker_restarts", 1)
+    except Exception as exc:  # noqa: BLE001 - Redis down is one reason the worker died
+        log.warning("could not count the restart: %s", exc)
 
 
 def _serve_api(host: str, port: int) -> None:

@@ -92,6 +92,25 @@ def ensure_rabbitmq() -> None:
         print("ensure_services: RabbitMQ did not come up")
 
 
+# Debian packages the suites drive for real: (a binary it installs, the package).
+DEBIAN_PACKAGES = [("promtool", "prometheus")]
+
+
+def ensure_debian_packages() -> None:
+    """Install the missing ones with apt-get (CI runs as root on Debian)."""
+    missing = [package for binary, package in DEBIAN_PACKAGES if shutil.which(binary) is None]
+    if not missing:
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    command = ["apt-get", "install", "-y", "--no-install-recommends", *missing]
+    if subprocess.run(command, env=env, check=False).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env, check=False)
+        subprocess.run(command, env=env, check=False)
+    still = [package for binary, package in DEBIAN_PACKAGES if shutil.which(binary) is None]
+    print(f"ensure_services: installed {missing}" + (f"; still missing {still}" if still else ""))
+
+
 if __name__ == "__main__":
     ensure_redis()
     ensure_rabbitmq()
+    ensure_debian_packages()

@@ -254,6 +254,37 @@ class Dispatcher:
         chunks = [list(job_ids[start : start + size]) for start in range(0, len(job_ids), size)]
         self._publish(self._batch_messages, SEND_BATCH_TASK, self.queue, chunks)
 
+    def depths(self) -> dict[str, int]:
+        """Task messages waiting in each queue (the broker's count; none while it is down)."""
+        names = (self.queue, self.webhook_queue)
+        if self.messages is not None:
+            pipe = self._redis().pipeline(transaction=False)
+            for name in names:
+                pipe.llen(name)
+            return dict(zip(names, (int(n) for n in pipe.execute()), strict=True))
+        publisher = self._publisher()
+        with self._lock:
+            channel = publisher.connection.default_channel
+            return {
+                name: int(channel.queue_declare(queue=name, passive=True).message_count)  # type: ignore[no-untyped-call]
+                for name in names
+            }
+
+    def oldest(self) -> str | None:
+        """The job id of the oldest task message in the send queue (the Redis broker only:
+        kombu reads a list from its right end), or None."""
+        if self.messages is None:
+            return None
+        raw = self._redis().lindex(self.queue, -1)
+        if raw is None:
+            return None
+        try:
+            body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+            arg = body[0][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None
+        return arg if isinstance(arg, str) else None
+
     def close(self) -> None:
         if self._broker is not None:
             self._broker.close()

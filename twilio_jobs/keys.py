@@ -111,6 +111,16 @@ def proven(tenant: str) -> str:
     return f"{PROVEN_PREFIX}{tenant}"
 
 
+# -- operations (metrics)
+
+STATS = f"{PREFIX}stats"
+"""Hash kept by the lifecycle (`tj_move`) and the job writers: `status:<s>` jobs in each state
+now, `ended:<s>` moves into each final state ever; `worker_restarts` by the supervisor."""
+
+AIMD_ACCOUNTS = f"{PREFIX}aimd:accounts"
+"""Set: accounts whose in-flight limit a 429 has cut (their AIMD state is worth showing)."""
+
+
 NO_CAMPAIGN = campaign("-")
 """A key never written: the campaign hash of a job that has none, for scripts that take one."""
 
@@ -133,4 +143,5 @@ def lua_constants() -> str:
         assert "'" not in head + tail and "\\" not in head + tail
         suffix = f" .. '{tail}'" if tail else ""
         lines.append(f"local function tj_key_{name}(id) return '{head}' .. id{suffix} end")
+    lines.append(f"local TJ_KEY_STATS = '{STATS}'")
     return "\n".join(lines) + "\n"

@@ -38,6 +38,7 @@ class Claim:
     campaign_id: str = ""
     last_error: Mapping[str, Any] | None = None
     until: float = 0.0
+    created_at: str = ""  # ISO 8601, when the job was accepted
 
 
 class Ledger:
@@ -90,6 +91,7 @@ class Ledger:
             callback_url=reply[7],
             campaign_id=reply[8],
             last_error=json.loads(reply[9]) if reply[9] else None,
+            created_at=reply[10] if len(reply) > 10 else "",
         )
 
     def settle(

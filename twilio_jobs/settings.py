@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     reconcile_delay: float = 2.0
     reconcile_window: float = 120.0
     data_dir: str = ".twilio-jobs"
+    # A worker process serves its own Prometheus metrics on this port (unset: not served).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
     # -- result webhooks and Twilio status callbacks
     default_callback_url: str | None = None

@@ -99,6 +99,7 @@ class JobStore:
         key = keys.job(job_id)
         pipe.hset(key, mapping=dict(fields))
         pipe.expire(key, self.ttl)
+        pipe.hincrby(keys.STATS, f"status:{fields['status']}", 1)
 
     def raw(self, job_id: str) -> dict[str, str]:
         return self.redis.hgetall(keys.job(job_id))  # type: ignore[return-value]

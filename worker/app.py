@@ -12,9 +12,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
 
+from celeryconfig import celery_config
 from twilio_jobs.settings import Settings, get_settings
 from worker.broker import transport_for
-from celeryconfig import celery_config
 from worker.root import Root
 
 log = logging.getLogger("twilio_jobs.worker")

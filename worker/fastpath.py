@@ -37,8 +37,9 @@ from twilio_jobs.schemas import JobKind
 from twilio_jobs.status_callbacks import with_status_callback
 from twilio_jobs.store import now_iso
 from twilio_jobs.twilio.api import AsyncTwilioApi
+from worker import metrics
 from worker.errors import SendError
-from worker.handlers import Runtime, finish, hand_back, run_claimed
+from worker.handlers import Runtime, finish, hand_back, queued_for, run_claimed
 from worker.transport import AioTransport
 
 log = logging.getLogger("twilio_jobs.fastpath")
@@ -210,9 +211,12 @@ class FastPath:
             pump = self.pumps.get(lane)
             if pump is None:
                 pump = self.pumps[lane] = LanePump(self, lane)
+            waited = time.monotonic()
             grant = await pump.turn()
+            metrics.PACING_WAIT.labels("batch").observe(time.monotonic() - waited)
             if not grant.leases:
                 return await self.in_thread(hand_back, job_id, claim, rt, lane, grant)
+            queued_for(claim, rt.clock())
             if grant.starts[0] > 0:
                 await asyncio.sleep(grant.starts[0])
             outcome: dict[str, Any] | SendError

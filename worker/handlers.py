@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from twilio_jobs import keys
@@ -22,6 +23,7 @@ from twilio_jobs.settings import Settings
 from twilio_jobs.status_callbacks import with_status_callback
 from twilio_jobs.store import now_iso
 from twilio_jobs.twilio.api import TwilioApi
+from worker import metrics
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
 
 log = logging.getLogger("twilio_jobs.worker")
@@ -91,9 +93,12 @@ def run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
     lane = grant = None
     if rt.pacer is not None:
         lane = Lane.of(kind, claim.account_sid, params, claim.campaign_id, rt.settings)
+        waited = time.monotonic()
         grant = wait_turn(rt.pacer, lane, rt)
+        metrics.PACING_WAIT.labels("single").observe(time.monotonic() - waited)
         if not grant.leases:
             return hand_back(job_id, claim, rt, lane, grant)
+    queued_for(claim, rt.clock())
     result: dict[str, Any] | SendError
     try:
         result = rt.gateway.create(kind, claim.account_sid, token, params)
@@ -107,6 +112,7 @@ def run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
 
 def finish(job_id: str, claim: Claim, rt: Runtime, outcome: dict[str, Any] | SendError) -> str:
     """Record what a create gave: the resource, or the classified error."""
+    metrics.record_send(claim.kind, outcome)
     if not isinstance(outcome, SendError):
         return _succeed(job_id, claim, rt, outcome)
     exc = outcome
@@ -141,6 +147,17 @@ def wait_turn(pacer: Pacer, lane: Lane, rt: Runtime) -> Grant:
             return grant
         rt.sleep(wait * (1.0 + 0.2 * rt.jitter()))
         step = policy.next_step(step)
+
+
+def queued_for(claim: Claim, now: float) -> None:
+    """Observe acceptance-to-send for a first attempt (a retry's wait is its backoff's)."""
+    if claim.attempts != 1 or not claim.created_at:
+        return
+    try:
+        accepted = datetime.fromisoformat(claim.created_at.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return
+    metrics.QUEUE_TO_SEND.labels(claim.kind).observe(max(0.0, now - accepted))
 
 
 def hand_back(job_id: str, claim: Claim, rt: Runtime, lane: Lane, grant: Grant) -> str:
@@ -182,11 +199,15 @@ def _reconcile(job_id: str, claim: Claim, kind: JobKind, token: str, rt: Runtime
                 ),
                 unsure=True,
             )
+        metrics.RECONCILIATIONS.labels("unknown").inc()
         return _unknown(job_id, claim, rt, exc)
     if found is None:
+        metrics.RECONCILIATIONS.labels("none").inc()
         return None
     if not rt.ledger.take_sid(job_id, str(found["sid"])):
+        metrics.RECONCILIATIONS.labels("none").inc()
         return None
+    metrics.RECONCILIATIONS.labels("adopted").inc()
     log.info("job %s: adopted %s found by reconciliation", job_id, found["sid"])
     return _succeed(job_id, claim, rt, found)
 

@@ -19,6 +19,7 @@ from twilio_jobs.pacing.pacer import Pacer
 from twilio_jobs.scheduler import Scheduler
 from twilio_jobs.settings import Settings
 from twilio_jobs.twilio.api import TwilioApi
+from worker import metrics
 from worker.fastpath import FastPath
 from worker.handlers import Runtime
 from worker.liveness import StallWatch
@@ -93,6 +94,7 @@ class Root:
         return self._fast_path
 
     def start(self) -> None:
+        metrics.serve(self.settings.metrics_port)
         for scheduler in self.schedulers:
             scheduler.start()
         self.watch.start()

@@ -12,6 +12,7 @@ from celery.exceptions import Reject
 from twilio_jobs.dispatch import SEND_BATCH_TASK, SEND_TASK, WEBHOOK_TASK
 from worker.app import app
 from worker.handlers import run_job
+from worker.metrics import WEBHOOKS
 from worker.webhooks import deliver
 
 log = logging.getLogger("twilio_jobs.worker")
@@ -46,8 +47,11 @@ def send_batch(job_ids: list[str]) -> dict[str, int]:
 def webhook(delivery_id: str) -> str:
     """One attempt at one result webhook. Retries wait in the webhook schedule set."""
     try:
-        return deliver(delivery_id, app.root.webhooks)
+        result = deliver(delivery_id, app.root.webhooks)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         # The schedule set still holds the delivery; the scheduler releases it again.
         log.warning("webhook %s: job store unavailable (%s)", delivery_id, type(exc).__name__)
         return "store-unavailable"
+    if result in ("delivered", "retrying", "failed", "refused"):
+        WEBHOOKS.labels(result).inc()
+    return result

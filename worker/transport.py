@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -17,6 +18,7 @@ import aiohttp
 from twilio_jobs.errors import SendError
 from twilio_jobs.twilio.wire import Answer, Request, lost_after_sending, not_sent, read_timeout
 from worker.http_pool import HostPool
+from worker.metrics import TWILIO_SECONDS
 
 
 class HttpTransport:
@@ -38,7 +40,11 @@ class HttpTransport:
                     HostPool(origin, self.pool_size, self.connect_timeout, self.read_timeout),
                 )
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        reply = pool.request(request.method, target, request.body, request.headers)
+        started = time.perf_counter()
+        try:
+            reply = pool.request(request.method, target, request.body, request.headers)
+        finally:
+            TWILIO_SECONDS.labels(request.method).observe(time.perf_counter() - started)
         return Answer(reply.status, reply.body, reply.headers)
 
     def close(self) -> None:
@@ -68,6 +74,7 @@ class AioTransport:
         )
 
     async def send(self, request: Request) -> Answer:
+        started = time.perf_counter()
         try:
             async with self.session.request(
                 request.method, request.url, data=request.body, headers=request.headers
@@ -76,6 +83,8 @@ class AioTransport:
                 return Answer(response.status, body, response.headers)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise classify_aiohttp_error(exc) from None
+        finally:
+            TWILIO_SECONDS.labels(request.method).observe(time.perf_counter() - started)
 
     async def close(self) -> None:
         await self.session.close()

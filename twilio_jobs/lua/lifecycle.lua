@@ -8,6 +8,8 @@
 -- one field per status, `final`, `error:<code>` of jobs that ended failed or suppressed, and a
 -- 60-slot ring of successful sends per second (`s<slot>` = the second, `r<slot>` = the count).
 -- tj_delivery(job_key, old, new) does the same for Twilio's delivery statuses.
+-- Every move is also counted in the stats hash (TJ_KEY_STATS) that `GET /metrics` reads:
+-- `status:<s>` jobs in each state now, `ended:<s>` moves into each final state ever.
 
 local function tj_counts_key(job_key)
   local cid = redis.call('HGET', job_key, 'campaignId')
@@ -55,6 +57,9 @@ local function tj_move(job_key, old, new)
   end
   redis.call('HSET', job_key, 'status', new)
   tj_count(job_key, old, new)
+  if old then redis.call('HINCRBY', TJ_KEY_STATS, 'status:' .. old, -1) end
+  redis.call('HINCRBY', TJ_KEY_STATS, 'status:' .. new, 1)
+  if TJ_FINAL[new] then redis.call('HINCRBY', TJ_KEY_STATS, 'ended:' .. new, 1) end
 end
 
 local function tj_delivery(job_key, old, new)

@@ -1,9 +1,9 @@
 -- throttle: AIMD on a 429/20429: halve the account's in-flight limit (at most once per cut
 -- interval) and hold the account for Retry-After.
 -- include: pacing
--- KEYS[1] AIMD hash
+-- KEYS[1] AIMD hash   KEYS[2] the set of accounts ever cut (for metrics)
 -- ARGV[1] now ('' for Redis's clock)   ARGV[2] configured cap   ARGV[3] recovery per second
--- ARGV[4] cut interval   ARGV[5] retry-after seconds (0: none)
+-- ARGV[4] cut interval   ARGV[5] retry-after seconds (0: none)   ARGV[6] account SID
 -- Returns the new limit.
 local now = tj_now(ARGV[1])
 local cap, inc = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -21,4 +21,5 @@ if tonumber(ARGV[5]) > 0 and now + tonumber(ARGV[5]) > hold then
 end
 local keep = (cap - limit) / math.max(inc, 0.001) + math.max(0, hold - now) + 60
 redis.call('EXPIRE', KEYS[1], math.ceil(keep))
+redis.call('SADD', KEYS[2], ARGV[6])
 return tostring(limit)

@@ -6,9 +6,13 @@
 -- ARGV[3..] job id, params (JSON), job id, params, ...
 -- Returns how many records were written.
 local shared = cjson.decode(ARGV[1])
+local status
 for i = 1, #shared, 2 do
-  if shared[i] == 'status' and not TJ_INITIAL[shared[i + 1]] then
-    error('twilio-jobs: a job cannot be created ' .. tostring(shared[i + 1]))
+  if shared[i] == 'status' then
+    status = shared[i + 1]
+    if not TJ_INITIAL[status] then
+      error('twilio-jobs: a job cannot be created ' .. tostring(status))
+    end
   end
 end
 for i = 3, #ARGV, 2 do
@@ -16,4 +20,6 @@ for i = 3, #ARGV, 2 do
   redis.call('HSET', key, 'params', ARGV[i + 1], unpack(shared))
   redis.call('EXPIRE', key, ARGV[2])
 end
-return (#ARGV - 2) / 2
+local n = (#ARGV - 2) / 2
+if status then redis.call('HINCRBY', TJ_KEY_STATS, 'status:' .. status, n) end
+return n

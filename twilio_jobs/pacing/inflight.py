@@ -41,4 +41,5 @@ def throttle_args(
         repr(settings.aimd_recover_per_second),
         repr(settings.aimd_cut_interval),
         repr(hold),
+        account,
     ]

@@ -84,7 +84,7 @@ class Pacer:
 
     def throttled(self, account: str, now: float | None, retry_after: float | None) -> float:
         args = self.throttle_args(account, now, retry_after)
-        return float(self._throttle(keys=[keys.aimd(account)], args=args))
+        return float(self._throttle(keys=[keys.aimd(account), keys.AIMD_ACCOUNTS], args=args))
 
     def backlog_due(self, lane: Lane, now: float | None = None) -> float:
         """When a job that cannot start soon should come back: its place in line on the lane."""
