@@ -108,12 +108,20 @@ def _count_restart() -> None:
         log.warning("could not count the restart: %s", exc)
 
 
+def _logging() -> None:
+    """The process's log format (the supervisor reads the one variable, not all settings)."""
+    from twilio_jobs import logs
+
+    logs.configure("json" if os.environ.get("TWILIO_JOBS_LOG_FORMAT") == "json" else "text")
+
+
 def _serve_api(host: str, port: int) -> None:
     import uvicorn
 
     from producer.api import create_app
 
-    uvicorn.run(create_app(), host=host, port=port, log_level="info", access_log=False)
+    # Our own access log (producer.middleware.AccessLog) and the root handler's format.
+    uvicorn.run(create_app(), host=host, port=port, log_config=None, access_log=False)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -156,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["worker"] and argv[1:2] not in (["-h"], ["--help"]):
         # Everything after `worker` is Celery's, options included.
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        _logging()
         return _supervise(_worker_command(argv[1:]))
     parser = argparse.ArgumentParser(prog="twilio-jobs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "campaign":
         return campaign_cli.run(args)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _logging()
     if args.command == "serve":
         return serve(args)
     if args.command == "api":

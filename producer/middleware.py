@@ -2,6 +2,9 @@
 envelope, never with a traceback or a 500 for bad input."""
 
 import logging
+import re
+import time
+import uuid
 
 import redis
 from fastapi import FastAPI, Request
@@ -73,6 +76,56 @@ class BodySizeLimit:
         await response(scope, receive, send)
 
 
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class AccessLog:
+    """One line per request (method, path without its query, status, duration, request id).
+    The request id is the caller's `X-Request-Id` when it is a sane token, else a new one; it
+    is answered in `X-Request-Id`, kept in `request.state.request_id` for the routes (a job
+    keeps it on its record), and logged with the line."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.log = logging.getLogger("twilio_jobs.access")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={
+                    "requestId": request_id,
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "durationMs": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
 async def our_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TwilioJobsError)
     return envelope_response(exc.http_status, exc.message)
@@ -91,6 +144,7 @@ async def store_down(request: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI, max_body_bytes: int, campaign_max_body_bytes: int) -> None:
     """Add the body-size limit and the error handlers to `app`."""
     app.add_middleware(BodySizeLimit, limit=max_body_bytes, campaign_limit=campaign_max_body_bytes)
+    app.add_middleware(AccessLog)  # outermost: it sees every answer, a 413 included
     app.add_exception_handler(TwilioJobsError, our_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(redis.RedisError, store_down)

@@ -100,6 +100,7 @@ class Client:
         *,
         idempotency_key: str | None = None,
         owner: str = "",
+        request_id: str = "",
     ) -> Submission:
         request = self.validate(kind, payload)
         account_sid, token = self._credentials(request)
@@ -112,7 +113,7 @@ class Client:
             if existing:
                 return Submission(existing, JobStatus(self._status(existing)), created=False)
         status = JobStatus.scheduled if due else JobStatus.queued
-        fields = self._fields(kind, request, params, account_sid, token, status, owner)
+        fields = self._fields(kind, request, params, account_sid, token, status, owner, request_id)
         try:
             pipe = self.redis.pipeline(transaction=True)
             self.store.write(pipe, job_id, fields)
@@ -139,6 +140,7 @@ class Client:
         *,
         idempotency_key: str | None = None,
         owner: str = "",
+        request_id: str = "",
     ) -> Submission:
         """`submit` for an event loop. A plain send (no idempotency key, no sendAt, the broker
         on the job store's Redis) is written with the other sends in flight on this loop
@@ -152,12 +154,19 @@ class Client:
             or not self.dispatcher.shares_store
         ):
             return await asyncio.to_thread(
-                self.submit, kind, request, idempotency_key=idempotency_key, owner=owner
+                self.submit,
+                kind,
+                request,
+                idempotency_key=idempotency_key,
+                owner=owner,
+                request_id=request_id,
             )
         account_sid, token = self._credentials(request)
         params = twilio_params(request)
         job_id = new_job_id()
-        fields = self._fields(kind, request, params, account_sid, token, JobStatus.queued, owner)
+        fields = self._fields(
+            kind, request, params, account_sid, token, JobStatus.queued, owner, request_id
+        )
         try:
             await self._writer().write(job_id, fields)
         except (redis.RedisError, OSError) as exc:
@@ -186,6 +195,7 @@ class Client:
         token: str,
         status: JobStatus,
         owner: str,
+        request_id: str = "",
     ) -> dict[str, str]:
         return self.store.new_job_fields(
             kind,
@@ -196,6 +206,7 @@ class Client:
             owner=owner,
             own_cred=bool(request.accountToken),
             callback_url=str(request.callbackUrl) if request.callbackUrl else None,
+            request_id=request_id,
         )
 
     def _credentials(self, request: _SendBase) -> tuple[str, str]:

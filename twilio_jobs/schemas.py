@@ -257,6 +257,7 @@ class JobRecord(BaseModel):
     twilioSid: str | None = None
     deliveryStatus: str | None = None
     errorCode: int | None = None
+    requestId: str | None = None  # the X-Request-Id of the request that made the job
     error: JobError | None = None
     result: dict[str, Any] | None = None
     webhook: WebhookState | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     reconcile_delay: float = 2.0
     reconcile_window: float = 120.0
     data_dir: str = ".twilio-jobs"
+    # Log lines as JSON or text; phone numbers in them whole only with log_pii.
+    log_format: Literal["text", "json"] = "text"
+    log_pii: bool = False
     # A worker process serves its own Prometheus metrics on this port (unset: not served).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 

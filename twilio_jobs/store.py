@@ -1,11 +1,12 @@
 """The job store: job records in Redis hashes, shared by the client library, the API and the worker.
 
 A job hash (`keys.job(id)`) holds the public record fields (`status`, `attempts`, `createdAt`,
-`updatedAt`, `campaignId`, `twilioSid`, `deliveryStatus`, `error`, `result`), and the private
-ones the API never shows: `kind`, `params` (the Twilio form parameters, JSON), `accountSid`,
-`cred` (the auth token, Fernet-encrypted, deleted when the job ends), `owner` (the tenant id,
-`twilio_jobs.tenancy`), `ownCred` (`1` when that tenant supplied the token, so that a success proves
-the account to it), `callbackUrl`, and the send ledger (`ledger`, `submittedAt`).
+`updatedAt`, `campaignId`, `twilioSid`, `deliveryStatus`, `error`, `result`, `requestId`: the
+`X-Request-Id` of the request that made it), and the private ones the API never shows: `kind`,
+`params` (the Twilio form parameters, JSON), `accountSid`, `cred` (the auth token,
+Fernet-encrypted, deleted when the job ends), `owner` (the tenant id, `twilio_jobs.tenancy`),
+`ownCred` (`1` when that tenant supplied the token, so that a success proves the account to it),
+`callbackUrl`, and the send ledger (`ledger`, `submittedAt`).
 Webhooks and status callbacks add the public `webhook` (JSON: the latest delivery's state) and
 `errorCode`, and the private `whLatest` (that delivery's id) and `deliveryRank`.
 """
@@ -45,6 +46,7 @@ def render(job_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
         "twilioSid": fields.get("twilioSid") or None,
         "deliveryStatus": fields.get("deliveryStatus") or None,
         "errorCode": int(fields["errorCode"]) if fields.get("errorCode") else None,
+        "requestId": fields.get("requestId") or None,
         "error": None,
         "result": None,
     }
@@ -74,6 +76,7 @@ class JobStore:
         own_cred: bool = False,
         callback_url: str | None = None,
         campaign_id: str | None = None,
+        request_id: str = "",
     ) -> dict[str, str]:
         stamp = now_iso()
         fields = {
@@ -93,6 +96,8 @@ class JobStore:
             fields["callbackUrl"] = callback_url
         if campaign_id:
             fields["campaignId"] = campaign_id
+        if request_id:
+            fields["requestId"] = request_id
         return fields
 
     def write(self, pipe: Any, job_id: str, fields: Mapping[str, str]) -> None:

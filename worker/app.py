@@ -10,9 +10,17 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init, worker_ready, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_ready,
+    worker_shutdown,
+)
 
 from celeryconfig import celery_config
+from twilio_jobs import logs
 from twilio_jobs.settings import Settings, get_settings
 from worker.broker import transport_for
 from worker.root import Root
@@ -41,6 +49,13 @@ class WorkerApp(Celery):  # type: ignore[misc]
 
 
 app = WorkerApp(get_settings())
+
+
+@setup_logging.connect
+def _logging(**_: Any) -> None:
+    # Connected, this signal keeps Celery from installing its own handlers: every line goes
+    # through ours, in TWILIO_JOBS_LOG_FORMAT.
+    logs.configure(app.settings.log_format)
 
 
 @worker_init.connect

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from twilio_jobs import keys
+from twilio_jobs import keys, logs
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import CREDENTIALS_REQUIRED
 from twilio_jobs.gates import SUPPRESSED_CODE, Gates
@@ -70,6 +70,7 @@ def run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
         return claim.mode
     if claim.mode in ("cancelled", "suppressed"):
         rt.notify(job_id, f"job.{claim.mode}")
+        ended(job_id, claim, rt, claim.mode)
         return claim.mode
     if claim.mode in ("busy", "early"):
         rt.ledger.redis.zadd(keys.SCHEDULE, {job_id: claim.until}, nx=True)
@@ -149,13 +150,45 @@ def wait_turn(pacer: Pacer, lane: Lane, rt: Runtime) -> Grant:
         step = policy.next_step(step)
 
 
+def ended(
+    job_id: str, claim: Claim, rt: Runtime, outcome: str, *, sid: str = "", code: int | None = None
+) -> None:
+    """The one log line of a job that ended: who, what, how long; never a token or a body, and
+    the number masked unless TWILIO_JOBS_LOG_PII."""
+    now = rt.clock()
+    params = claim.params or {}
+    accepted = _unix(claim.created_at)
+    log.info(
+        "job %s %s",
+        job_id,
+        outcome,
+        extra=logs.fields(
+            jobId=job_id,
+            campaignId=claim.campaign_id,
+            accountSid=claim.account_sid,
+            kind=claim.kind,
+            outcome=outcome,
+            attempts=claim.attempts,
+            twilioSid=sid,
+            errorCode=code,
+            to=logs.phone(str(params.get("To") or ""), rt.settings.log_pii),
+            queueSeconds=round(now - accepted, 3) if accepted else None,
+            sendSeconds=round(now - claim.submitted_at, 3) if claim.submitted_at else None,
+        ),
+    )
+
+
+def _unix(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
+    except ValueError:
+        return None
+
+
 def queued_for(claim: Claim, now: float) -> None:
     """Observe acceptance-to-send for a first attempt (a retry's wait is its backoff's)."""
-    if claim.attempts != 1 or not claim.created_at:
-        return
-    try:
-        accepted = datetime.fromisoformat(claim.created_at.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+    accepted = _unix(claim.created_at)
+    if claim.attempts != 1 or accepted is None:
         return
     metrics.QUEUE_TO_SEND.labels(claim.kind).observe(max(0.0, now - accepted))
 
@@ -171,6 +204,7 @@ def hand_back(job_id: str, claim: Claim, rt: Runtime, lane: Lane, grant: Grant) 
     outcome = rt.gates.unclaim(job_id, claim.lease, due)
     if outcome in ("cancelled", "suppressed"):
         rt.notify(job_id, f"job.{outcome}")
+        ended(job_id, claim, rt, outcome)
     return "paced" if outcome == "queued" else outcome
 
 
@@ -238,6 +272,7 @@ def _succeed(job_id: str, claim: Claim, rt: Runtime, resource: dict[str, Any]) -
     )
     if settled:
         rt.notify(job_id, "job.succeeded")
+        ended(job_id, claim, rt, "succeeded", sid=sid)
     return "succeeded" if settled else "lost-lease"
 
 
@@ -263,6 +298,7 @@ def _fail(job_id: str, claim: Claim, rt: Runtime, exc: SendError, *, unsure: boo
     )
     if settled:
         rt.notify(job_id, "job.failed")
+        ended(job_id, claim, rt, "failed", code=exc.code)
     return "failed" if settled else "lost-lease"
 
 

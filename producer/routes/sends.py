@@ -72,7 +72,9 @@ async def submit(request: Request, kind: JobKind) -> JSONResponse:
             f"{MAX_IDEMPOTENCY_KEY} characters"
         )
     client: Client = request.app.state.client
-    submission = await client.asubmit(kind, body, idempotency_key=idem, owner=who)
+    submission = await client.asubmit(
+        kind, body, idempotency_key=idem, owner=who, request_id=request.state.request_id
+    )
     # A ready response in the shape of `Accepted` (which documents it), so FastAPI skips its
     # response-model validation and serialization.
     return JSONResponse(
