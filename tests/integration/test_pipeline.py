@@ -118,7 +118,7 @@ def test_wrong_token(api: TestClient, worker: WorkerProcess, fake_twilio: FakeTw
     assert record["result"]["contextWrites"]["to"] == (
         "[HTTP 401] Unable to create record: Authenticate"
     )
-    assert record.attempts == 1 and fake_twilio.create_attempts == 1
+    assert record["attempts"] == 1 and fake_twilio.create_attempts == 1
 
 
 def test_missing_from(api: TestClient, redis_conn: redis.Redis) -> None:
