@@ -5,7 +5,7 @@
 `Client` talks to Redis; `HttpClient` (and `AsyncHttpClient`) to the HTTP API, for web apps
 that should hold neither Redis access nor the secret key. All three answer with the same typed
 records (`Accepted`, `JobRecord`, `CampaignAccepted`, `CampaignStatus`, `CampaignJobs`,
-`FailedDelivery`), which dump to the JSON the HTTP API answers with.
+`FailedDelivery`, `SuppressionPage`), which dump to the JSON the HTTP API answers with.
 
 Imports neither `producer` nor `worker`, nor Celery, FastAPI or twilio (import-linter checks it).
 """
@@ -21,6 +21,8 @@ from twilio_jobs.schemas import (
     FailedDelivery,
     JobKind,
     JobRecord,
+    Suppression,
+    SuppressionPage,
 )
 from twilio_jobs.signing import verify_webhook
 
@@ -36,5 +38,7 @@ __all__ = [
     "JobKind",
     "JobRecord",
     "JobStatus",
+    "Suppression",
+    "SuppressionPage",
     "verify_webhook",
 ]

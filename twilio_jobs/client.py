@@ -10,8 +10,8 @@ Usable from any web app with no HTTP hop and without the worker or twilio instal
 
 Every operation answers with the record the HTTP API answers with (`twilio_jobs.schemas`:
 `Accepted`, `JobRecord`, `CampaignAccepted`, `CampaignStatus`, `CampaignJobs`,
-`FailedDelivery`), as `HttpClient` does, so code can move from one client to the other. The
-HTTP API calls this class too: there is one validation and one code path.
+`FailedDelivery`, `SuppressionPage`), as `HttpClient` does, so code can move from one client
+to the other. The HTTP API calls this class too: one validation and one code path.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from twilio_jobs.schemas import (
     FailedDelivery,
     JobKind,
     JobRecord,
+    SuppressionPage,
     _SendBase,
     twilio_params,
 )
@@ -400,6 +401,28 @@ class Client:
         if not self.webhooks.replay(job_id):
             raise Conflict("This job has no exhausted webhook delivery to replay")
         return self.get(job_id, owner=owner)
+
+    # -- suppressions (owner: the tenant, which must have proven it holds the account) ------
+
+    def list_suppressions(
+        self,
+        account_sid: str,
+        *,
+        to: str | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+        owner: str = "",
+    ) -> SuppressionPage:
+        """Recipients who opted out (21610) of the account's senders, a page at a time."""
+        self.accounts.require(owner, account_sid)
+        return self.suppressions.list(account_sid, to=to, cursor=cursor, limit=limit)
+
+    def lift_suppression(
+        self, account_sid: str, to: str, sender: str | None = None, *, owner: str = ""
+    ) -> int:
+        """Lift a suppression, for one sender or (without `sender`) for all; how many."""
+        self.accounts.require(owner, account_sid)
+        return self.suppressions.lift(account_sid, to, sender)
 
     def ping(self) -> bool:
         try:

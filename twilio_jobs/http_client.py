@@ -33,6 +33,7 @@ from twilio_jobs.schemas import (
     FailedDelivery,
     JobKind,
     JobRecord,
+    SuppressionPage,
 )
 from twilio_jobs.submission import camel
 
@@ -54,6 +55,14 @@ WAIT_STEP = 60.0
 
 class FailedDeliveries(BaseModel):
     deliveries: list[FailedDelivery]
+
+
+class Lifted(BaseModel):
+    lifted: int
+
+    @classmethod
+    def read(cls, raw: bytes) -> int:
+        return cls.model_validate_json(raw).lifted
 
 
 @dataclass(frozen=True)
@@ -166,6 +175,22 @@ def replay_webhook_call(job_id: str) -> Call[JobRecord]:
     return Call("POST", f"/api/jobs/{job_id}/webhook", JobRecord.model_validate_json)
 
 
+def suppressions_call(
+    account_sid: str, to: str | None, cursor: int, limit: int
+) -> Call[SuppressionPage]:
+    params: dict[str, Any] = {"accountSid": account_sid, "cursor": cursor, "limit": limit}
+    if to is not None:
+        params["to"] = to
+    return Call("GET", "/api/suppressions", SuppressionPage.model_validate_json, params=params)
+
+
+def lift_call(account_sid: str, to: str, sender: str | None) -> Call[int]:
+    params = {"accountSid": account_sid, "to": to}
+    if sender is not None:
+        params["sender"] = sender
+    return Call("DELETE", "/api/suppressions", Lifted.read, params=params)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -257,6 +282,14 @@ class HttpClient:
 
     def replay_webhook(self, job_id: str) -> JobRecord:
         return self._do(replay_webhook_call(job_id))
+
+    def list_suppressions(
+        self, account_sid: str, *, to: str | None = None, cursor: int = 0, limit: int = 100
+    ) -> SuppressionPage:
+        return self._do(suppressions_call(account_sid, to, cursor, limit))
+
+    def lift_suppression(self, account_sid: str, to: str, sender: str | None = None) -> int:
+        return self._do(lift_call(account_sid, to, sender))
 
     def close(self) -> None:
         self.http.close()
@@ -358,6 +391,14 @@ class AsyncHttpClient:
 
     async def replay_webhook(self, job_id: str) -> JobRecord:
         return await self._do(replay_webhook_call(job_id))
+
+    async def list_suppressions(
+        self, account_sid: str, *, to: str | None = None, cursor: int = 0, limit: int = 100
+    ) -> SuppressionPage:
+        return await self._do(suppressions_call(account_sid, to, cursor, limit))
+
+    async def lift_suppression(self, account_sid: str, to: str, sender: str | None = None) -> int:
+        return await self._do(lift_call(account_sid, to, sender))
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -279,6 +279,28 @@ class CampaignJobs(BaseModel):
     nextCursor: str | None = None
 
 
+class Suppression(BaseModel):
+    """A recipient who opted out (Twilio 21610) of one sender of an account."""
+
+    model_config = ConfigDict(extra="allow")
+
+    accountSid: str
+    sender: str
+    to: str
+    code: int | None = None
+    at: str | None = None
+    jobId: str | None = None
+    """The job whose send was refused."""
+
+
+class SuppressionPage(BaseModel):
+    """A page of an account's suppressions; `nextCursor` is None at the end. The API shows
+    each entry as stored, which `model_dump(exclude_unset=True)` keeps."""
+
+    suppressions: list[Suppression]
+    nextCursor: str | None = None
+
+
 class FailedDelivery(BaseModel):
     """A result-webhook delivery that ran out of attempts (`GET /api/webhooks/failed`)."""
 
@@ -318,6 +340,8 @@ __all__ = [
     "MmsRequest",
     "Pacing",
     "SmsRequest",
+    "Suppression",
+    "SuppressionPage",
     "WebhookState",
     "check_twilio_rules",
     "error_envelope",

@@ -80,8 +80,8 @@ def list_suppressions(
 ) -> dict[str, Any]:
     """Recipients who opted out (21610), per sender. The tenant must have proven it holds
     the account (`POST /api/accounts`, or a send with its credentials)."""
-    client.accounts.require(who, account_sid)
-    return client.suppressions.list(account_sid, to=to, cursor=cursor, limit=limit)
+    page = client.list_suppressions(account_sid, to=to, cursor=cursor, limit=limit, owner=who)
+    return page.model_dump(mode="json", exclude_unset=True)
 
 
 @router.delete("/api/suppressions", tags=["suppressions"])
@@ -94,5 +94,4 @@ def lift_suppression(
 ) -> dict[str, int]:
     """Lift a suppression, for one sender or (without `sender`) for all. The tenant must
     have proven it holds the account."""
-    client.accounts.require(who, account_sid)
-    return {"lifted": client.suppressions.lift(account_sid, to, sender)}
+    return {"lifted": client.lift_suppression(account_sid, to, sender, owner=who)}

@@ -30,9 +30,12 @@ from twilio_jobs import (
     HttpClient,
     JobRecord,
     JobStatus,
+    Suppression,
+    SuppressionPage,
     keys,
 )
 from twilio_jobs.errors import CampaignNotFound, Conflict, JobNotFound
+from twilio_jobs.gates import Gates
 
 HOOK = "https://hooks.example.com/jobs"
 SMS = {
@@ -189,6 +192,29 @@ def test_campaigns_give_the_same_records(both: tuple[Client, HttpClient, TestCli
             client.campaign_status("CPnope")
         with pytest.raises(CampaignNotFound):
             client.campaign_jobs("CPnope")
+
+
+def test_suppressions_give_the_same_records(
+    both: tuple[Client, HttpClient, TestClient], redis_conn: redis.Redis
+) -> None:
+    jobs, http, api = both
+    gates = Gates(redis_conn)
+    for sender, to in (("+15005550006", "+14155550100"), ("MG1", "+14155550100"), ("MG1", "+1")):
+        gates.suppress(DEFAULT_ACCOUNT_SID, sender, to, "job-1", time.time())
+    page = jobs.list_suppressions(DEFAULT_ACCOUNT_SID)
+    assert type(page) is SuppressionPage and page == http.list_suppressions(DEFAULT_ACCOUNT_SID)
+    assert [type(s) for s in page.suppressions] == [Suppression] * 3
+    assert {s.code for s in page.suppressions} == {21610} and page.nextCursor is None
+    answer = api.get("/api/suppressions", params={"accountSid": DEFAULT_ACCOUNT_SID})
+    assert answer.content == api_bytes(page, exclude_unset=True)
+    assert SuppressionPage.model_validate_json(answer.content) == page
+    one = http.list_suppressions(DEFAULT_ACCOUNT_SID, to="+1")
+    assert [s.sender for s in one.suppressions] == ["MG1"]
+    assert one == jobs.list_suppressions(DEFAULT_ACCOUNT_SID, to="+1")
+    assert http.lift_suppression(DEFAULT_ACCOUNT_SID, "+1") == 1
+    assert jobs.lift_suppression(DEFAULT_ACCOUNT_SID, "+14155550100", "MG1") == 1
+    assert http.lift_suppression(DEFAULT_ACCOUNT_SID, "+14155550100") == 1
+    assert jobs.list_suppressions(DEFAULT_ACCOUNT_SID).suppressions == []
 
 
 def test_async_client_gives_the_same_records(client: Client) -> None:
