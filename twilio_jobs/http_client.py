@@ -53,8 +53,13 @@ WAIT_STEP = 60.0
 """The longest `?wait=` one request asks for (the server's TWILIO_JOBS_MAX_WAIT default)."""
 
 
+# Answers that wrap a list or a count, read down to it.
 class FailedDeliveries(BaseModel):
     deliveries: list[FailedDelivery]
+
+    @classmethod
+    def read(cls, raw: bytes) -> list[FailedDelivery]:
+        return cls.model_validate_json(raw).deliveries
 
 
 class Lifted(BaseModel):
@@ -165,10 +170,7 @@ def campaign_jobs_call(
 
 
 def failed_webhooks_call(limit: int) -> Call[list[FailedDelivery]]:
-    def read(raw: bytes) -> list[FailedDelivery]:
-        return FailedDeliveries.model_validate_json(raw).deliveries
-
-    return Call("GET", "/api/webhooks/failed", read, params={"limit": limit})
+    return Call("GET", "/api/webhooks/failed", FailedDeliveries.read, params={"limit": limit})
 
 
 def replay_webhook_call(job_id: str) -> Call[JobRecord]:
