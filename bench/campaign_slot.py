@@ -32,4 +32,4 @@ def create(client: Any, n: int) -> str:
     created = client.create_campaign(
         kind="sendSms", recipients=[{"to": to} for to in recipients(n)], **template
     )
-    return str(created["campaignId"])
+    return str(created.campaignId)

@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from twilio_jobs.campaigns import estimate_text
+from twilio_jobs.http_client import HttpClient
+from twilio_jobs.schemas import CampaignAccepted
 
 FINAL = ("succeeded", "failed", "cancelled", "suppressed")
 UPLOAD_PIECE = 64 * 1024
@@ -71,25 +73,25 @@ def run(args: argparse.Namespace) -> int:
         if answer.status_code >= 400:
             console.print(f"[red]{answer.status_code}[/red] {answer.text}")
             return 1
-        result = answer.json()
-        rejected = result.get("rejected", [])
+        result = CampaignAccepted.model_validate_json(answer.content)
+        rejected = result.rejected
         console.print(
-            f"accepted {result['accepted']}, rejected {len(rejected)}, "
-            f"duplicates {result['duplicates']}"
+            f"accepted {result.accepted}, rejected {len(rejected)}, duplicates {result.duplicates}"
         )
         for row in rejected[:20]:
             console.print(f"  row {row['index']}: {row.get('to')!r}: {row['reason']}")
         if len(rejected) > 20:
             console.print(f"  ... and {len(rejected) - 20} more")
         if args.dry_run:
-            segments = result.get("segments")
+            segments = result.segments
             if segments:
                 console.print(f"segments: {segments['total']} ({segments['messages']})")
-            console.print(f"estimated send time: {estimate_text(result['estimatedSeconds'])}")
+            console.print(f"estimated send time: {estimate_text(result.estimatedSeconds or 0)}")
             return 0
-        print(result["campaignId"])
+        campaign_id = str(result.campaignId)
+        print(campaign_id)
         if args.watch:
-            return _watch(http, result["campaignId"], console)
+            return _watch(HttpClient(http=http), campaign_id, console)
     return 0
 
 
@@ -117,30 +119,28 @@ def _upload(http: httpx.Client, payload: bytes, dry_run: bool, rows: int) -> htt
         )
 
 
-def _watch(http: httpx.Client, campaign_id: str, console: Console) -> int:
-    status = http.get(f"/api/campaigns/{campaign_id}").json()
+def _watch(jobs: HttpClient, campaign_id: str, console: Console) -> int:
+    status = jobs.campaign_status(campaign_id)
     columns = [
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
     ]
     with Progress(*columns, TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("sending", total=status["total"])
+        task = bar.add_task("sending", total=status.total)
         while True:
-            status = http.get(f"/api/campaigns/{campaign_id}").json()
-            done = sum(status["counts"][s] for s in FINAL)
-            bar.update(
-                task,
-                completed=done,
-                description=f"{status['state']} {status['sendRate']:.1f}/s",
-            )
-            if status["state"] in ("completed", "cancelled") and done >= status["total"]:
+            status = jobs.campaign_status(campaign_id)
+            done = sum(status.counts[s] for s in FINAL)
+            bar.update(task, completed=done, description=f"{status.state} {status.sendRate:.1f}/s")
+            if status.state in ("completed", "cancelled") and done >= status.total:
                 break
-            if status["state"] == "cancelled" and not status["counts"]["running"]:
+            if status.state == "cancelled" and not status.counts["running"]:
                 break
             time.sleep(1.0)
-    console.print(json.dumps({k: status[k] for k in ("state", "counts", "topErrors")}))
-    return 0 if not status["counts"]["failed"] else 3
+    console.print(
+        json.dumps(status.model_dump(mode="json", include={"state", "counts", "topErrors"}))
+    )
+    return 0 if not status.counts["failed"] else 3
 
 
 __all__ = ["add_parser", "run"]

@@ -61,10 +61,11 @@ def main(n: int, concurrency: int) -> None:
     )
     accepted = time.time()
     deadline = accepted + 600
-    status = jobs.campaign_state.status(answer["campaignId"])
-    while status["state"] != "completed" and time.time() < deadline:
+    campaign_id = str(answer.campaignId)
+    status = jobs.campaign_status(campaign_id)
+    while status.state != "completed" and time.time() < deadline:
         time.sleep(0.2)
-        status = jobs.campaign_state.status(answer["campaignId"])
+        status = jobs.campaign_status(campaign_id)
     ended = time.time()
     cpu_used = sum(cpu_seconds(p) for p in pids) - cpu_before
     stats = json.load(urllib.request.urlopen(FAKE + "/_fake/stats"))
@@ -75,7 +76,7 @@ def main(n: int, concurrency: int) -> None:
         f"N={n} accepted in {accepted - started:.2f}s; drained {n / (ended - started):.0f} jobs/s "
         f"({ended - started:.1f}s); workers {1000 * cpu_used / n:.2f} ms CPU/job; "
         f"created {stats['created_count']}; peak in flight {stats['peak_in_flight']}; "
-        f"succeeded {status['counts']['succeeded']}"
+        f"succeeded {status.counts['succeeded']}"
     )
 
 

@@ -9,7 +9,6 @@ ids in a set that `resume` dispatches again; `cancel` ends every job not yet han
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from redis import Redis
 
@@ -18,6 +17,7 @@ from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import CampaignNotFound, Conflict
 from twilio_jobs.lifecycle import FINAL_STATES, JobStatus
 from twilio_jobs.pacing import current_limit
+from twilio_jobs.schemas import CampaignJobs, CampaignStatus
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import now_iso, render
 
@@ -39,7 +39,7 @@ class CampaignState:
             raise CampaignNotFound(campaign_id)
         return meta
 
-    def status(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    def status(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
         meta = self._meta(campaign_id, owner)
         now = time.time()
         raw: dict[str, str] = self.redis.hgetall(keys.campaign_counts(campaign_id))  # type: ignore[assignment]
@@ -51,22 +51,24 @@ class CampaignState:
             state = "completed"
         rate = summary["rate"]
         eta = round(remaining / rate, 1) if rate > 0 and remaining else None
-        return {
-            "campaignId": campaign_id,
-            "name": meta.get("name") or None,
-            "kind": meta.get("kind"),
-            "state": state,
-            "createdAt": meta.get("createdAt"),
-            "sendAt": meta.get("sendAt") or None,
-            "total": total,
-            "counts": summary["statuses"],
-            "deliveryCounts": summary["delivery"],
-            "progress": round((total - remaining) / total, 4) if total else 1.0,
-            "sendRate": rate,
-            "etaSeconds": 0.0 if remaining == 0 else eta,
-            "topErrors": summary["topErrors"],
-            "pacing": current_limit(self.redis, meta.get("accountSid", ""), self.settings, now),
-        }
+        return CampaignStatus.model_validate(
+            {
+                "campaignId": campaign_id,
+                "name": meta.get("name") or None,
+                "kind": meta.get("kind"),
+                "state": state,
+                "createdAt": meta.get("createdAt"),
+                "sendAt": meta.get("sendAt") or None,
+                "total": total,
+                "counts": summary["statuses"],
+                "deliveryCounts": summary["delivery"],
+                "progress": round((total - remaining) / total, 4) if total else 1.0,
+                "sendRate": rate,
+                "etaSeconds": 0.0 if remaining == 0 else eta,
+                "topErrors": summary["topErrors"],
+                "pacing": current_limit(self.redis, meta.get("accountSid", ""), self.settings, now),
+            }
+        )
 
     def jobs(
         self,
@@ -76,7 +78,7 @@ class CampaignState:
         status: JobStatus | None = None,
         cursor: int = 0,
         limit: int = 100,
-    ) -> dict[str, Any]:
+    ) -> CampaignJobs:
         """A page of job records in recipient order; `nextCursor` is null at the end. With a
         status filter a page looks at up to PAGE_SCAN jobs, so it may hold fewer than `limit`."""
         self._meta(campaign_id, owner)
@@ -105,19 +107,21 @@ class CampaignState:
         records = [render(j, f) for j, f in zip(ids, pipe.execute(), strict=True) if f]
         total = int(self.redis.llen(list_key))
         following = cursor + used
-        return {"jobs": records, "nextCursor": str(following) if following < total else None}
+        return CampaignJobs.model_validate(
+            {"jobs": records, "nextCursor": str(following) if following < total else None}
+        )
 
-    def pause(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    def pause(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
         self._move(campaign_id, owner, "paused")
         return self.status(campaign_id, owner=owner)
 
-    def resume(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    def resume(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
         parked = self._move(campaign_id, owner, "active")
         if parked:
             self.dispatcher.send_batches(parked, self.settings.batch_size)
         return self.status(campaign_id, owner=owner)
 
-    def cancel(self, campaign_id: str, *, owner: str | None = None) -> dict[str, Any]:
+    def cancel(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
         """Cancel every job not handed to Twilio yet; jobs in flight finish."""
         self._meta(campaign_id, owner)
         self._move(campaign_id, owner, "cancelled")

@@ -5,7 +5,7 @@
     answer = jobs.create_campaign(
         account_sid="AC...", account_token="...", from_="+15005550006",
         body="Hi {{name}}", recipients=[{"to": "+14155550100", "name": "Ann"}, ...])
-    jobs.campaigns.status(answer["campaignId"])
+    jobs.campaign_status(answer.campaignId)   # a CampaignStatus
 
 The request is validated once as a send request of its `kind` (so every rule and Twilio field
 of the single routes applies), the token is encrypted once and the one ciphertext shared by the
@@ -33,7 +33,7 @@ from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.pacing import account_cap, sender_of, sender_rate
 from twilio_jobs.recipients import Template, normalise, segments
-from twilio_jobs.schemas import MAX_BODY, JobKind, JobStatus, twilio_params
+from twilio_jobs.schemas import MAX_BODY, CampaignAccepted, JobKind, JobStatus, twilio_params
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import JobStore, now_iso
 
@@ -75,19 +75,6 @@ class CampaignRequest(BaseModel):
         return value
 
 
-class CampaignAccepted(BaseModel):
-    campaignId: str | None
-    accepted: int
-    rejected: list[dict[str, Any]]
-    duplicates: int
-    statusUrl: str | None = None
-    dryRun: bool = False
-    unknownRanges: int | None = None
-    """Dry run: accepted numbers outside phonenumbers' metadata (sent; Twilio decides)."""
-    segments: dict[str, Any] | None = None
-    estimatedSeconds: float | None = None
-
-
 def new_campaign_id() -> str:
     return "CP" + secrets.token_hex(16)
 
@@ -117,7 +104,7 @@ class Campaigns:
         owner: str = "",
         dry_run: bool = False,
         progress: Progress | None = None,
-    ) -> dict[str, Any]:
+    ) -> CampaignAccepted:
         request = self._parse(payload)
         if len(request.recipients) > self.settings.campaign_max_recipients:
             raise InvalidRequest(
@@ -172,7 +159,7 @@ class Campaigns:
             answer.unknownRanges = unknown_ranges
             answer.segments = _segment_counts(kind, jobs)
             answer.estimatedSeconds = self._estimate(kind, account_sid, base, jobs)
-            return answer.model_dump()
+            return answer
         if not jobs:
             raise InvalidRequest("No valid recipients")
         campaign_id = new_campaign_id()
@@ -181,9 +168,7 @@ class Campaigns:
         )
         answer.campaignId = campaign_id
         answer.statusUrl = f"/api/campaigns/{campaign_id}"
-        return answer.model_dump(
-            exclude={"dryRun", "unknownRanges", "segments", "estimatedSeconds"}
-        )
+        return answer
 
     # -- steps ---------------------------------------------------------------------------------
 

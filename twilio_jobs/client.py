@@ -2,13 +2,16 @@
 
 Usable from any web app with no HTTP hop and without the worker or twilio installed::
 
-    from twilio_jobs.client import Client
+    from twilio_jobs import Client
     jobs = Client()                      # settings from the environment
-    job_id = jobs.send_sms(to="+15005550006", from_="+15005550001", body="hi",
-                           account_sid="AC...", account_token="...")
-    record = jobs.wait(job_id, timeout=10)
+    accepted = jobs.send_sms(to="+15005550006", from_="+15005550001", body="hi",
+                             account_sid="AC...", account_token="...")
+    record = jobs.wait(accepted.jobId, timeout=10)   # a JobRecord
 
-The HTTP API calls `Client.submit` too: there is one validation and one code path.
+Every operation answers with the record the HTTP API answers with (`twilio_jobs.schemas`:
+`Accepted`, `JobRecord`, `CampaignAccepted`, `CampaignStatus`, `CampaignJobs`,
+`FailedDelivery`, `SuppressionPage`), as `HttpClient` does, so code can move from one client
+to the other. The HTTP API calls this class too: one validation and one code path.
 """
 
 from __future__ import annotations
@@ -39,9 +42,20 @@ from twilio_jobs.errors import (
     JobNotFound,
     ServiceUnavailable,
 )
-from twilio_jobs.lifecycle import JobStatus, is_final
+from twilio_jobs.lifecycle import JobStatus
 from twilio_jobs.outbox import Outbox
-from twilio_jobs.schemas import JobKind, _SendBase, twilio_params
+from twilio_jobs.schemas import (
+    Accepted,
+    CampaignAccepted,
+    CampaignJobs,
+    CampaignStatus,
+    FailedDelivery,
+    JobKind,
+    JobRecord,
+    SuppressionPage,
+    _SendBase,
+    twilio_params,
+)
 from twilio_jobs.settings import Settings, get_settings
 from twilio_jobs.store import JobStore
 from twilio_jobs.submission import describe_errors, new_job_id
@@ -55,6 +69,15 @@ class Submission:
     job_id: str
     status: JobStatus
     created: bool
+
+    @property
+    def accepted(self) -> Accepted:
+        """The send routes' answer."""
+        return Accepted(jobId=self.job_id, status=self.status, statusUrl=status_url(self.job_id))
+
+
+def status_url(job_id: str) -> str:
+    return f"/api/jobs/{job_id}"
 
 
 class Client:
@@ -81,14 +104,26 @@ class Client:
 
     # -- sending -------------------------------------------------------------------------------
 
-    def send_sms(self, **fields: Any) -> str:
-        return self.submit(JobKind.sendSms, submission.camel(fields)).job_id
+    def send(
+        self, kind: JobKind, idempotency_key: str | None = None, *, owner: str = "", **fields: Any
+    ) -> Accepted:
+        """Queue a job of `kind`; `fields` are the route's body in snake_case (`from_`,
+        `account_sid`, `status_callback`, ...)."""
+        payload = submission.camel(fields)
+        return self.submit(kind, payload, idempotency_key=idempotency_key, owner=owner).accepted
 
-    def send_mms(self, **fields: Any) -> str:
-        return self.submit(JobKind.sendMms, submission.camel(fields)).job_id
+    def send_sms(self, **fields: Any) -> Accepted:
+        return self.send(JobKind.sendSms, **fields)
 
-    def make_call(self, **fields: Any) -> str:
-        return self.submit(JobKind.makeCall, submission.camel(fields)).job_id
+    def send_mms(self, **fields: Any) -> Accepted:
+        return self.send(JobKind.sendMms, **fields)
+
+    def make_call(self, **fields: Any) -> Accepted:
+        return self.send(JobKind.makeCall, **fields)
+
+    def start_verification(self, **fields: Any) -> Accepted:
+        """Twilio Verify v2: `service_sid`, `to`, `channel` (sms, call, whatsapp, email)..."""
+        return self.send(JobKind.startVerification, **fields)
 
     def validate(self, kind: JobKind, payload: Mapping[str, Any] | _SendBase) -> _SendBase:
         return submission.validate(kind, payload)
@@ -278,36 +313,63 @@ class Client:
 
     def create_campaign(
         self, *, dry_run: bool = False, owner: str = "", **fields: Any
-    ) -> dict[str, Any]:
+    ) -> CampaignAccepted:
         """`create_campaign(account_sid=..., from_=..., body="Hi {{name}}", recipients=[...])`"""
         return self.campaigns.create(submission.camel(fields), owner=owner, dry_run=dry_run)
 
+    def campaign_status(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
+        return self.campaign_state.status(campaign_id, owner=owner)
+
+    def campaign_jobs(
+        self,
+        campaign_id: str,
+        *,
+        status: JobStatus | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+        owner: str | None = None,
+    ) -> CampaignJobs:
+        return self.campaign_state.jobs(
+            campaign_id, owner=owner, status=status, cursor=cursor, limit=limit
+        )
+
+    def pause_campaign(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
+        return self.campaign_state.pause(campaign_id, owner=owner)
+
+    def resume_campaign(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
+        return self.campaign_state.resume(campaign_id, owner=owner)
+
+    def cancel_campaign(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
+        return self.campaign_state.cancel(campaign_id, owner=owner)
+
     # -- reading and managing ------------------------------------------------------------------
 
-    def get(self, job_id: str, *, owner: str | None = None) -> dict[str, Any] | None:
+    def get(self, job_id: str, wait: float = 0.0, *, owner: str | None = None) -> JobRecord:
+        """The job record (JobNotFound if there is none, or it is another tenant's); with
+        `wait`, as `wait(job_id, wait)`."""
+        if wait > 0:
+            return self.wait(job_id, wait, owner=owner)
         try:
-            return self.store.record(job_id, owner)
+            fields = self.store.record(job_id, owner)
         except redis.RedisError as exc:
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
+        if fields is None:
+            raise JobNotFound(job_id)
+        return JobRecord.model_validate(fields)
 
-    def wait(
-        self, job_id: str, timeout: float = 30.0, *, owner: str | None = None
-    ) -> dict[str, Any]:
+    def wait(self, job_id: str, timeout: float = 30.0, *, owner: str | None = None) -> JobRecord:
         """The record once the job is final, or as it stands when `timeout` runs out."""
         deadline = time.monotonic() + timeout
         pause = 0.01
         while True:
             record = self.get(job_id, owner=owner)
-            if record is None:
-                raise JobNotFound(job_id)
-            if is_final(record["status"]) or time.monotonic() >= deadline:
+            if record.status.final or time.monotonic() >= deadline:
                 return record
             time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 0.25)
 
-    def cancel(self, job_id: str, *, owner: str | None = None) -> dict[str, Any]:
-        if self.get(job_id, owner=owner) is None:
-            raise JobNotFound(job_id)
+    def cancel(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        self.get(job_id, owner=owner)
         ended = lifecycle.ending(lifecycle.CANCELLED)
         outcome = self.store.cancel(job_id, ended["error"], ended["result"])
         if outcome == "missing":
@@ -315,11 +377,11 @@ class Client:
         if outcome != "cancelled":
             raise Conflict(f"Job cannot be cancelled: it is {outcome}")
         self.webhooks.notify(job_id, "job.cancelled")
-        return self.get(job_id, owner=owner) or {}
+        return self.get(job_id, owner=owner)
 
     def retry(
-        self, job_id: str, *, owner: str | None = None, account_token: str | None = None
-    ) -> dict[str, Any]:
+        self, job_id: str, account_token: str | None = None, *, owner: str | None = None
+    ) -> JobRecord:
         fields = self.store.raw(job_id)
         if not fields or (owner is not None and fields.get("owner", "") != owner):
             raise JobNotFound(job_id)
@@ -342,7 +404,40 @@ class Client:
         if outcome != "ok":
             raise Conflict(f"Only a failed job can be retried; this one is {outcome}")
         self.dispatcher.send([job_id])
-        return self.get(job_id, owner=owner) or {}
+        return self.get(job_id, owner=owner)
+
+    def failed_webhooks(self, limit: int = 100, *, owner: str = "") -> list[FailedDelivery]:
+        """Result-webhook deliveries that ran out of attempts, newest first."""
+        return [FailedDelivery.model_validate(d) for d in self.webhooks.failed(owner, limit)]
+
+    def replay_webhook(self, job_id: str, *, owner: str | None = None) -> JobRecord:
+        """Send the job's exhausted webhook deliveries again, from their first attempt."""
+        self.get(job_id, owner=owner)
+        if not self.webhooks.replay(job_id):
+            raise Conflict("This job has no exhausted webhook delivery to replay")
+        return self.get(job_id, owner=owner)
+
+    # -- suppressions (owner: the tenant, which must have proven it holds the account) ------
+
+    def list_suppressions(
+        self,
+        account_sid: str,
+        *,
+        to: str | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+        owner: str = "",
+    ) -> SuppressionPage:
+        """Recipients who opted out (21610) of the account's senders, a page at a time."""
+        self.accounts.require(owner, account_sid)
+        return self.suppressions.list(account_sid, to=to, cursor=cursor, limit=limit)
+
+    def lift_suppression(
+        self, account_sid: str, to: str, sender: str | None = None, *, owner: str = ""
+    ) -> int:
+        """Lift a suppression, for one sender or (without `sender`) for all; how many."""
+        self.accounts.require(owner, account_sid)
+        return self.suppressions.lift(account_sid, to, sender)
 
     def ping(self) -> bool:
         try:
@@ -355,4 +450,4 @@ class Client:
         self.dispatcher.close()
 
 
-__all__ = ["Client", "Submission", "describe_errors", "new_job_id", "owner_of"]
+__all__ = ["Client", "Submission", "describe_errors", "new_job_id", "owner_of", "status_url"]

@@ -1,5 +1,6 @@
 """The HTTP API from Python, for web apps that should hold neither Redis access nor the secret
-key: the same sends and job operations as `Client`, over httpx, sync and async alike.
+key: the same operations as `Client`, over httpx, sync and async alike, answering with the same
+records (`twilio_jobs.schemas`), so code can move from one client to the other.
 
     from twilio_jobs import HttpClient
     with HttpClient("https://jobs.example.com", api_key="...") as jobs:
@@ -7,22 +8,36 @@ key: the same sends and job operations as `Client`, over httpx, sync and async a
                                  to="+14155550100", body="hi")
         record = jobs.wait(accepted.jobId, timeout=10)   # a JobRecord
 
-An error answer (the error envelope) is raised as the class of the error tree its status
-stands for, with the server's message.
+Each operation is described once, as a `Call` (the request and how its answer is read), and
+both clients run it. An error answer (the error envelope) is raised as the class of the error
+tree its status stands for, with the server's message.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from twilio_jobs import errors
-from twilio_jobs.schemas import Accepted, JobKind, JobRecord
+from twilio_jobs.lifecycle import JobStatus
+from twilio_jobs.schemas import (
+    Accepted,
+    CampaignAccepted,
+    CampaignJobs,
+    CampaignStatus,
+    FailedDelivery,
+    JobKind,
+    JobRecord,
+    SuppressionPage,
+)
 from twilio_jobs.submission import camel
+
+T = TypeVar("T")
 
 ERRORS: Mapping[int, type[errors.TwilioJobsError]] = {
     400: errors.InvalidRequest,
@@ -38,18 +53,40 @@ WAIT_STEP = 60.0
 """The longest `?wait=` one request asks for (the server's TWILIO_JOBS_MAX_WAIT default)."""
 
 
+# Answers that wrap a list or a count, read down to it.
+class FailedDeliveries(BaseModel):
+    deliveries: list[FailedDelivery]
+
+    @classmethod
+    def read(cls, raw: bytes) -> list[FailedDelivery]:
+        return cls.model_validate_json(raw).deliveries
+
+
+class Lifted(BaseModel):
+    lifted: int
+
+    @classmethod
+    def read(cls, raw: bytes) -> int:
+        return cls.model_validate_json(raw).lifted
+
+
 @dataclass(frozen=True)
-class Call:
-    """One request of the API, described once for both transports."""
+class Call(Generic[T]):
+    """One request of the API and how its answer is read, described once for both clients."""
 
     method: str
     path: str
+    read: Callable[[bytes], T]
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    missing: type[errors.TwilioJobsError] = errors.JobNotFound
+    """What a 404 stands for."""
 
 
-def raise_for(response: httpx.Response) -> None:
+def raise_for(
+    response: httpx.Response, missing: type[errors.TwilioJobsError] = errors.JobNotFound
+) -> None:
     """The error envelope's message as an error of the tree; nothing for a success."""
     if response.status_code < 400:
         return
@@ -57,29 +94,103 @@ def raise_for(response: httpx.Response) -> None:
         message = str(response.json()["contextWrites"]["to"])
     except (ValueError, KeyError, TypeError):
         message = f"HTTP {response.status_code}: {response.text[:200]}"
-    cls = ERRORS.get(response.status_code, errors.TwilioJobsError)
+    cls = missing if response.status_code == 404 else ERRORS.get(response.status_code)
+    cls = cls or errors.TwilioJobsError
     error = cls.__new__(cls)
     errors.TwilioJobsError.__init__(error, message)
     raise error
 
 
-def send_call(kind: JobKind, fields: Mapping[str, Any], idempotency_key: str | None) -> Call:
+def _body(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in camel(fields).items() if v is not None}
+
+
+def send_call(
+    kind: JobKind, fields: Mapping[str, Any], idempotency_key: str | None
+) -> Call[Accepted]:
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    body = {k: v for k, v in camel(fields).items() if v is not None}
-    return Call("POST", f"/api/twilio/{kind.value}", json=body, headers=headers)
+    return Call(
+        "POST",
+        f"/api/twilio/{kind.value}",
+        Accepted.model_validate_json,
+        json=_body(fields),
+        headers=headers,
+    )
 
 
-def get_call(job_id: str, wait: float = 0.0) -> Call:
-    return Call("GET", f"/api/jobs/{job_id}", params={"wait": wait} if wait else {})
+def get_call(job_id: str, wait: float = 0.0) -> Call[JobRecord]:
+    params = {"wait": wait} if wait else {}
+    return Call("GET", f"/api/jobs/{job_id}", JobRecord.model_validate_json, params=params)
 
 
-def cancel_call(job_id: str) -> Call:
-    return Call("DELETE", f"/api/jobs/{job_id}")
+def cancel_call(job_id: str) -> Call[JobRecord]:
+    return Call("DELETE", f"/api/jobs/{job_id}", JobRecord.model_validate_json)
 
 
-def retry_call(job_id: str, account_token: str | None) -> Call:
+def retry_call(job_id: str, account_token: str | None) -> Call[JobRecord]:
     body = {"accountToken": account_token} if account_token else None
-    return Call("POST", f"/api/jobs/{job_id}/retry", json=body)
+    return Call("POST", f"/api/jobs/{job_id}/retry", JobRecord.model_validate_json, json=body)
+
+
+def campaign_call(fields: Mapping[str, Any], dry_run: bool) -> Call[CampaignAccepted]:
+    params = {"dryRun": "true"} if dry_run else {}
+    return Call(
+        "POST",
+        "/api/campaigns",
+        CampaignAccepted.model_validate_json,
+        json=_body(fields),
+        params=params,
+    )
+
+
+def campaign_status_call(campaign_id: str, action: str | None = None) -> Call[CampaignStatus]:
+    """The dashboard (`action` None) or pause | resume | cancel, which answer with it."""
+    path = f"/api/campaigns/{campaign_id}" + (f"/{action}" if action else "")
+    return Call(
+        "POST" if action else "GET",
+        path,
+        CampaignStatus.model_validate_json,
+        missing=errors.CampaignNotFound,
+    )
+
+
+def campaign_jobs_call(
+    campaign_id: str, status: JobStatus | None, cursor: int, limit: int
+) -> Call[CampaignJobs]:
+    params: dict[str, Any] = {"cursor": cursor, "limit": limit}
+    if status is not None:
+        params["status"] = JobStatus(status).value
+    return Call(
+        "GET",
+        f"/api/campaigns/{campaign_id}/jobs",
+        CampaignJobs.model_validate_json,
+        params=params,
+        missing=errors.CampaignNotFound,
+    )
+
+
+def failed_webhooks_call(limit: int) -> Call[list[FailedDelivery]]:
+    return Call("GET", "/api/webhooks/failed", FailedDeliveries.read, params={"limit": limit})
+
+
+def replay_webhook_call(job_id: str) -> Call[JobRecord]:
+    return Call("POST", f"/api/jobs/{job_id}/webhook", JobRecord.model_validate_json)
+
+
+def suppressions_call(
+    account_sid: str, to: str | None, cursor: int, limit: int
+) -> Call[SuppressionPage]:
+    params: dict[str, Any] = {"accountSid": account_sid, "cursor": cursor, "limit": limit}
+    if to is not None:
+        params["to"] = to
+    return Call("GET", "/api/suppressions", SuppressionPage.model_validate_json, params=params)
+
+
+def lift_call(account_sid: str, to: str, sender: str | None) -> Call[int]:
+    params = {"accountSid": account_sid, "to": to}
+    if sender is not None:
+        params["sender"] = sender
+    return Call("DELETE", "/api/suppressions", Lifted.read, params=params)
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -99,15 +210,17 @@ class HttpClient:
             base_url=base_url, headers=_headers(api_key), timeout=timeout + WAIT_STEP
         )
 
-    def _do(self, call: Call) -> httpx.Response:
+    def _do(self, call: Call[T]) -> T:
         response = self.http.request(
             call.method, call.path, json=call.json, params=call.params, headers=call.headers
         )
-        raise_for(response)
-        return response
+        raise_for(response, call.missing)
+        return call.read(response.content)
+
+    # -- sending -------------------------------------------------------------------------------
 
     def send(self, kind: JobKind, idempotency_key: str | None = None, **fields: Any) -> Accepted:
-        return Accepted.model_validate(self._do(send_call(kind, fields, idempotency_key)).json())
+        return self._do(send_call(kind, fields, idempotency_key))
 
     def send_sms(self, **fields: Any) -> Accepted:
         return self.send(JobKind.sendSms, **fields)
@@ -118,8 +231,40 @@ class HttpClient:
     def make_call(self, **fields: Any) -> Accepted:
         return self.send(JobKind.makeCall, **fields)
 
+    def start_verification(self, **fields: Any) -> Accepted:
+        return self.send(JobKind.startVerification, **fields)
+
+    # -- campaigns -----------------------------------------------------------------------------
+
+    def create_campaign(self, *, dry_run: bool = False, **fields: Any) -> CampaignAccepted:
+        return self._do(campaign_call(fields, dry_run))
+
+    def campaign_status(self, campaign_id: str) -> CampaignStatus:
+        return self._do(campaign_status_call(campaign_id))
+
+    def campaign_jobs(
+        self,
+        campaign_id: str,
+        *,
+        status: JobStatus | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+    ) -> CampaignJobs:
+        return self._do(campaign_jobs_call(campaign_id, status, cursor, limit))
+
+    def pause_campaign(self, campaign_id: str) -> CampaignStatus:
+        return self._do(campaign_status_call(campaign_id, "pause"))
+
+    def resume_campaign(self, campaign_id: str) -> CampaignStatus:
+        return self._do(campaign_status_call(campaign_id, "resume"))
+
+    def cancel_campaign(self, campaign_id: str) -> CampaignStatus:
+        return self._do(campaign_status_call(campaign_id, "cancel"))
+
+    # -- reading and managing ------------------------------------------------------------------
+
     def get(self, job_id: str, wait: float = 0.0) -> JobRecord:
-        return JobRecord.model_validate(self._do(get_call(job_id, wait)).json())
+        return self._do(get_call(job_id, wait))
 
     def wait(self, job_id: str, timeout: float = 30.0) -> JobRecord:
         """The record once the job is final, or as it stands when `timeout` runs out."""
@@ -132,10 +277,24 @@ class HttpClient:
                 return record
 
     def cancel(self, job_id: str) -> JobRecord:
-        return JobRecord.model_validate(self._do(cancel_call(job_id)).json())
+        return self._do(cancel_call(job_id))
 
     def retry(self, job_id: str, account_token: str | None = None) -> JobRecord:
-        return JobRecord.model_validate(self._do(retry_call(job_id, account_token)).json())
+        return self._do(retry_call(job_id, account_token))
+
+    def failed_webhooks(self, limit: int = 100) -> list[FailedDelivery]:
+        return self._do(failed_webhooks_call(limit))
+
+    def replay_webhook(self, job_id: str) -> JobRecord:
+        return self._do(replay_webhook_call(job_id))
+
+    def list_suppressions(
+        self, account_sid: str, *, to: str | None = None, cursor: int = 0, limit: int = 100
+    ) -> SuppressionPage:
+        return self._do(suppressions_call(account_sid, to, cursor, limit))
+
+    def lift_suppression(self, account_sid: str, to: str, sender: str | None = None) -> int:
+        return self._do(lift_call(account_sid, to, sender))
 
     def close(self) -> None:
         self.http.close()
@@ -162,18 +321,19 @@ class AsyncHttpClient:
             base_url=base_url, headers=_headers(api_key), timeout=timeout + WAIT_STEP
         )
 
-    async def _do(self, call: Call) -> httpx.Response:
+    async def _do(self, call: Call[T]) -> T:
         response = await self.http.request(
             call.method, call.path, json=call.json, params=call.params, headers=call.headers
         )
-        raise_for(response)
-        return response
+        raise_for(response, call.missing)
+        return call.read(response.content)
+
+    # -- sending -------------------------------------------------------------------------------
 
     async def send(
         self, kind: JobKind, idempotency_key: str | None = None, **fields: Any
     ) -> Accepted:
-        response = await self._do(send_call(kind, fields, idempotency_key))
-        return Accepted.model_validate(response.json())
+        return await self._do(send_call(kind, fields, idempotency_key))
 
     async def send_sms(self, **fields: Any) -> Accepted:
         return await self.send(JobKind.sendSms, **fields)
@@ -184,8 +344,40 @@ class AsyncHttpClient:
     async def make_call(self, **fields: Any) -> Accepted:
         return await self.send(JobKind.makeCall, **fields)
 
+    async def start_verification(self, **fields: Any) -> Accepted:
+        return await self.send(JobKind.startVerification, **fields)
+
+    # -- campaigns -----------------------------------------------------------------------------
+
+    async def create_campaign(self, *, dry_run: bool = False, **fields: Any) -> CampaignAccepted:
+        return await self._do(campaign_call(fields, dry_run))
+
+    async def campaign_status(self, campaign_id: str) -> CampaignStatus:
+        return await self._do(campaign_status_call(campaign_id))
+
+    async def campaign_jobs(
+        self,
+        campaign_id: str,
+        *,
+        status: JobStatus | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+    ) -> CampaignJobs:
+        return await self._do(campaign_jobs_call(campaign_id, status, cursor, limit))
+
+    async def pause_campaign(self, campaign_id: str) -> CampaignStatus:
+        return await self._do(campaign_status_call(campaign_id, "pause"))
+
+    async def resume_campaign(self, campaign_id: str) -> CampaignStatus:
+        return await self._do(campaign_status_call(campaign_id, "resume"))
+
+    async def cancel_campaign(self, campaign_id: str) -> CampaignStatus:
+        return await self._do(campaign_status_call(campaign_id, "cancel"))
+
+    # -- reading and managing ------------------------------------------------------------------
+
     async def get(self, job_id: str, wait: float = 0.0) -> JobRecord:
-        return JobRecord.model_validate((await self._do(get_call(job_id, wait))).json())
+        return await self._do(get_call(job_id, wait))
 
     async def wait(self, job_id: str, timeout: float = 30.0) -> JobRecord:
         left = timeout
@@ -197,11 +389,24 @@ class AsyncHttpClient:
                 return record
 
     async def cancel(self, job_id: str) -> JobRecord:
-        return JobRecord.model_validate((await self._do(cancel_call(job_id))).json())
+        return await self._do(cancel_call(job_id))
 
     async def retry(self, job_id: str, account_token: str | None = None) -> JobRecord:
-        call = retry_call(job_id, account_token)
-        return JobRecord.model_validate((await self._do(call)).json())
+        return await self._do(retry_call(job_id, account_token))
+
+    async def failed_webhooks(self, limit: int = 100) -> list[FailedDelivery]:
+        return await self._do(failed_webhooks_call(limit))
+
+    async def replay_webhook(self, job_id: str) -> JobRecord:
+        return await self._do(replay_webhook_call(job_id))
+
+    async def list_suppressions(
+        self, account_sid: str, *, to: str | None = None, cursor: int = 0, limit: int = 100
+    ) -> SuppressionPage:
+        return await self._do(suppressions_call(account_sid, to, cursor, limit))
+
+    async def lift_suppression(self, account_sid: str, to: str, sender: str | None = None) -> int:
+        return await self._do(lift_call(account_sid, to, sender))
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -215,4 +420,4 @@ class AsyncHttpClient:
         await self.aclose()
 
 
-__all__ = ["AsyncHttpClient", "HttpClient", "raise_for"]
+__all__ = ["AsyncHttpClient", "Call", "HttpClient", "raise_for"]

@@ -263,10 +263,106 @@ class JobRecord(BaseModel):
     webhook: WebhookState | None = None
 
 
+# A queued send: the answer of the send routes and of every client's `send_*`. (The records
+# the API declares as response models have no docstring: it would change the OpenAPI document.)
 class Accepted(BaseModel):
     jobId: str
     status: JobStatus
     statusUrl: str
+
+
+# The answer to a campaign (with `dryRun`, its validation and estimate only).
+class CampaignAccepted(BaseModel):
+    campaignId: str | None
+    accepted: int
+    rejected: list[dict[str, Any]]
+    duplicates: int
+    statusUrl: str | None = None
+    dryRun: bool = False
+    unknownRanges: int | None = None
+    """Dry run: accepted numbers outside phonenumbers' metadata (sent; Twilio decides)."""
+    segments: dict[str, Any] | None = None
+    estimatedSeconds: float | None = None
+
+
+class ErrorCount(BaseModel):
+    code: int
+    count: int
+
+
+class Pacing(BaseModel):
+    """The account's in-flight limit as AIMD has it now, and the requests in flight."""
+
+    inFlightLimit: int
+    maxInFlight: int
+    inFlight: int
+
+
+class CampaignStatus(BaseModel):
+    """A campaign's dashboard (`GET /api/campaigns/{id}`, and the answer of pause, resume and
+    cancel)."""
+
+    campaignId: str
+    name: str | None = None
+    kind: JobKind
+    state: str  # active | paused | cancelled | completed
+    createdAt: str | None = None
+    sendAt: str | None = None
+    total: int
+    counts: dict[str, int]
+    """Jobs per status, every status present."""
+    deliveryCounts: dict[str, int]
+    progress: float
+    sendRate: float
+    """Successful sends per second over the last seconds."""
+    etaSeconds: float | None = None
+    topErrors: list[ErrorCount]
+    pacing: Pacing
+
+
+class CampaignJobs(BaseModel):
+    """A page of a campaign's job records; `nextCursor` is None at the end.
+
+    The API shows each record as the job store holds it (no `webhook` key before a webhook
+    was queued), which `model_dump(exclude_unset=True)` keeps."""
+
+    jobs: list[JobRecord]
+    nextCursor: str | None = None
+
+
+class Suppression(BaseModel):
+    """A recipient who opted out (Twilio 21610) of one sender of an account."""
+
+    model_config = ConfigDict(extra="allow")
+
+    accountSid: str
+    sender: str
+    to: str
+    code: int | None = None
+    at: str | None = None
+    jobId: str | None = None
+    """The job whose send was refused."""
+
+
+class SuppressionPage(BaseModel):
+    """A page of an account's suppressions; `nextCursor` is None at the end. The API shows
+    each entry as stored, which `model_dump(exclude_unset=True)` keeps."""
+
+    suppressions: list[Suppression]
+    nextCursor: str | None = None
+
+
+class FailedDelivery(BaseModel):
+    """A result-webhook delivery that ran out of attempts (`GET /api/webhooks/failed`)."""
+
+    id: str
+    jobId: str | None = None
+    event: str | None = None
+    url: str | None = None
+    attempts: int = 0
+    lastError: str | None = None
+    lastAttemptAt: str | None = None
+    failedAt: str
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -282,12 +378,20 @@ __all__ = [
     "ERROR_RESPONSES",
     "Accepted",
     "CallRequest",
+    "CampaignAccepted",
+    "CampaignJobs",
+    "CampaignStatus",
+    "ErrorCount",
+    "FailedDelivery",
     "JobError",
     "JobKind",
     "JobRecord",
     "JobStatus",
     "MmsRequest",
+    "Pacing",
     "SmsRequest",
+    "Suppression",
+    "SuppressionPage",
     "VerificationRequest",
     "WebhookState",
     "check_twilio_rules",

@@ -8,11 +8,11 @@ without calling Twilio. Entries are kept until lifted here.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from redis import Redis
 
 from twilio_jobs import keys
+from twilio_jobs.schemas import SuppressionPage
 
 
 class Suppressions:
@@ -21,7 +21,7 @@ class Suppressions:
 
     def list(
         self, account_sid: str, *, to: str | None = None, cursor: int = 0, limit: int = 100
-    ) -> dict[str, Any]:
+    ) -> SuppressionPage:
         match = f"* {to}" if to else None
         following, entries = self.redis.hscan(
             keys.suppressed(account_sid), cursor, match=match, count=limit
@@ -31,7 +31,9 @@ class Suppressions:
             sender, _, recipient = str(field).partition(" ")
             items.append({"accountSid": account_sid, "sender": sender, "to": recipient,
                           **json.loads(raw)})  # fmt: skip
-        return {"suppressions": items, "nextCursor": str(following) if following else None}
+        return SuppressionPage.model_validate(
+            {"suppressions": items, "nextCursor": str(following) if following else None}
+        )
 
     def lift(self, account_sid: str, to: str, sender: str | None = None) -> int:
         """Remove the entries for `to` (from one sender, or from all); returns how many."""

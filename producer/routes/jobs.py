@@ -12,8 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import Field, TypeAdapter, ValidationError
 
 from producer.deps import ClientDep, Owner
-from twilio_jobs.errors import InvalidRequest, JobNotFound
-from twilio_jobs.lifecycle import is_final
+from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.schemas import JobRecord
 
 router = APIRouter()
@@ -56,28 +55,26 @@ async def get_job(
     who: Owner,
     client: ClientDep,
     wait: Annotated[float, Depends(wait_seconds)],
-) -> dict[str, Any]:
+) -> JobRecord:
     """The job record; with `wait=N`, holds the request up to N seconds for a final state."""
     deadline = time.monotonic() + wait
     pause = 0.02
     while True:
         record = await run_in_threadpool(client.get, job_id, owner=who)
-        if record is None:
-            raise JobNotFound(job_id)
-        if is_final(record["status"]) or time.monotonic() >= deadline:
+        if record.status.final or time.monotonic() >= deadline:
             return record
         await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(pause * 2, 0.25)
 
 
 @router.delete("/api/jobs/{job_id}", response_model=JobRecord)
-def cancel_job(job_id: str, who: Owner, client: ClientDep) -> dict[str, Any]:
+def cancel_job(job_id: str, who: Owner, client: ClientDep) -> JobRecord:
     """Cancel a job that has not been sent yet (scheduled, queued or waiting to retry)."""
     return client.cancel(job_id, owner=who)
 
 
 @router.post("/api/jobs/{job_id}/retry", response_model=JobRecord)
-async def retry_job(job_id: str, request: Request, who: Owner, client: ClientDep) -> dict[str, Any]:
+async def retry_job(job_id: str, request: Request, who: Owner, client: ClientDep) -> JobRecord:
     """Run a failed job again. The auth token was dropped when it failed: send
     `{"accountToken": "..."}` unless the server holds default credentials."""
     token = None

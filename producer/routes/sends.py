@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from producer.deps import owner
-from twilio_jobs.client import Client, describe_errors
+from twilio_jobs.client import Client, describe_errors, status_url
 from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.schemas import ERROR_RESPONSES, Accepted, JobKind
 from twilio_jobs.twilio.endpoints import endpoint
@@ -81,7 +81,7 @@ async def submit(request: Request, kind: JobKind) -> JSONResponse:
         {
             "jobId": submission.job_id,
             "status": submission.status.value,
-            "statusUrl": f"/api/jobs/{submission.job_id}",
+            "statusUrl": status_url(submission.job_id),
         },
         status_code=202 if submission.created else 200,
     )

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from producer.deps import ClientDep, Owner, StatusCallbacksDep
-from twilio_jobs.errors import Conflict, JobNotFound
 from twilio_jobs.schemas import JobRecord
 from twilio_jobs.status_callbacks import ROUTE
 
@@ -34,14 +33,11 @@ def failed_webhooks(
     who: Owner, client: ClientDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> dict[str, list[dict[str, Any]]]:
     """Result webhook deliveries that ran out of attempts, newest first."""
-    return {"deliveries": client.webhooks.failed(who, limit)}
+    failed = client.failed_webhooks(limit, owner=who)
+    return {"deliveries": [delivery.model_dump(mode="json") for delivery in failed]}
 
 
 @router.post("/api/jobs/{job_id}/webhook", status_code=202, response_model=JobRecord)
-def replay_webhook(job_id: str, who: Owner, client: ClientDep) -> dict[str, Any]:
+def replay_webhook(job_id: str, who: Owner, client: ClientDep) -> JobRecord:
     """Send a job's exhausted webhook deliveries again, from their first attempt."""
-    if client.get(job_id, owner=who) is None:
-        raise JobNotFound(job_id)
-    if not client.webhooks.replay(job_id):
-        raise Conflict("This job has no exhausted webhook delivery to replay")
-    return client.get(job_id, owner=who) or {}
+    return client.replay_webhook(job_id, owner=who)

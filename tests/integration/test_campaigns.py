@@ -242,9 +242,9 @@ def test_21610_recipient_is_suppressed_and_never_sent_again(
     job_id = jobs.send_sms(
         account_sid=DEFAULT_ACCOUNT_SID, account_token=DEFAULT_AUTH_TOKEN,
         from_=SENDER, to=stopped, body="single",
-    )  # fmt: skip
+    ).jobId  # fmt: skip
     record = jobs.wait(job_id, 20)
-    assert record["status"] == "suppressed" and record["error"]["code"] == 21610
+    assert record.status == "suppressed" and record.error and record.error.code == 21610
     assert fake_twilio.create_attempts == attempts + 9
     # ...until the suppression is lifted.
     lifted = campaign_api.delete(
@@ -255,6 +255,6 @@ def test_21610_recipient_is_suppressed_and_never_sent_again(
     record = jobs.wait(jobs.send_sms(
         account_sid=DEFAULT_ACCOUNT_SID, account_token=DEFAULT_AUTH_TOKEN,
         from_=SENDER, to=stopped, body="again",
-    ), 20)  # fmt: skip
-    assert record["status"] == "succeeded"
+    ).jobId, 20)  # fmt: skip
+    assert record.status == "succeeded"
     jobs.close()

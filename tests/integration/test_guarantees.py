@@ -85,14 +85,14 @@ def test_task_delivered_many_times_to_two_workers_creates_once(
     fake_twilio.set_latency(0.3)
     start_worker(env, name="w1")
     start_worker(env, name="w2")
-    job_id = client.send_sms(**sms())
+    job_id = client.send_sms(**sms()).jobId
     Dispatcher(settings).send([job_id] * 6)  # the same task, delivered again and again
     record = client.wait(job_id, 20)
-    assert record["status"] == "succeeded"
+    assert record.status == "succeeded"
     wait_quiet(redis_conn, fake_twilio)  # every duplicate delivery has run
     assert fake_twilio.create_attempts == 1
     assert fake_twilio.created_count == 1
-    assert client.get(job_id)["attempts"] == 1
+    assert client.get(job_id).attempts == 1
 
 
 # -- idempotency keys --------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def test_chaos_kill_workers_while_they_run(
     )
     fake_twilio.set_latency(0.05)
     jobs = Client(make_settings(env))
-    job_ids = [jobs.send_sms(**sms(to=f"+1415{i:07d}")) for i in range(total)]
+    job_ids = [jobs.send_sms(**sms(to=f"+1415{i:07d}")).jobId for i in range(total)]
     started = time.monotonic()
     kills = 0
     started_workers: list[WorkerProcess] = []
@@ -332,7 +332,7 @@ def test_api_keys_guard_every_route_and_scope_jobs(
 
 
 def test_job_ids_are_unguessable(client: Client) -> None:
-    ids = {client.send_sms(**sms()) for _ in range(50)}
+    ids = {client.send_sms(**sms()).jobId for _ in range(50)}
     assert len(ids) == 50
     assert all(len(i) == 32 for i in ids)
 
@@ -345,7 +345,7 @@ def test_claim_is_atomic_across_threads(
 ) -> None:
     from twilio_jobs.ledger import Ledger
 
-    job_id = client.send_sms(**sms())
+    job_id = client.send_sms(**sms()).jobId
     ledger = Ledger(
         redis.Redis.from_url(settings.store_url, decode_responses=True), settings.result_ttl
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 import redis
@@ -13,6 +12,7 @@ import redis
 from tests.conftest import WorkerProcess, make_settings, service_env, wait_until
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
 from twilio_jobs.client import Client
+from twilio_jobs.schemas import CampaignStatus
 
 pytestmark = pytest.mark.integration
 
@@ -32,13 +32,13 @@ def campaign(jobs: Client, count: int, sender: str = SENDER) -> str:
         body="Hello {{n}}",
         recipients=[{"to": number(i), "n": i} for i in range(count)],
     )
-    return str(answer["campaignId"])
+    return str(answer.campaignId)
 
 
-def done(jobs: Client, campaign_id: str) -> Callable[[], dict[str, Any] | None]:
-    def check() -> dict[str, Any] | None:
-        status = jobs.campaign_state.status(campaign_id)
-        return status if status["state"] == "completed" else None
+def done(jobs: Client, campaign_id: str) -> Callable[[], CampaignStatus | None]:
+    def check() -> CampaignStatus | None:
+        status = jobs.campaign_status(campaign_id)
+        return status if status.state == "completed" else None
 
     return check
 
@@ -83,12 +83,12 @@ def test_single_sends_are_paced_too(
             from_=SENDER,
             to=number(i),
             body=f"single {i}",
-        )  # fmt: skip
+        ).jobId  # fmt: skip
         for i in range(30)
     ]
     records = [jobs.wait(job_id, 30) for job_id in ids]
-    assert {r["status"] for r in records} == {"succeeded"}
-    assert {r["attempts"] for r in records} == {1}
+    assert {r.status for r in records} == {"succeeded"}
+    assert {r.attempts for r in records} == {1}
     assert fake_twilio.created_count == 30
     assert fake_twilio.max_per_window(SENDER, 1.0) <= 10 + 1
     times = sorted(t for t, _, sender, _ in fake_twilio.create_times if sender == SENDER)
@@ -115,15 +115,15 @@ def test_429_storm_lowers_the_limit_and_everything_is_sent_once(
     limits: list[int] = []
 
     def storm_seen() -> bool:
-        status = jobs.campaign_state.status(campaign_id)
-        limits.append(status["pacing"]["inFlightLimit"])
-        return status["counts"]["succeeded"] >= 100
+        status = jobs.campaign_status(campaign_id)
+        limits.append(status.pacing.inFlightLimit)
+        return status.counts["succeeded"] >= 100
 
     wait_until(storm_seen, timeout=60, interval=0.1)
     assert min(limits) < 16
     fake_twilio.fail_ratio(429, 0)
     status = wait_until(done(jobs, campaign_id), timeout=90)
-    assert status["counts"]["succeeded"] == 300
+    assert status.counts["succeeded"] == 300
 
     sent = collections.Counter(m["to"] for m in fake_twilio.messages)
     assert len(sent) == 300 and set(sent.values()) == {1}
@@ -132,7 +132,7 @@ def test_429_storm_lowers_the_limit_and_everything_is_sent_once(
     started = time.monotonic()
     # Recovery is additive: back to the configured limit within its pace (1 slot per second).
     wait_until(
-        lambda: jobs.campaign_state.status(campaign_id)["pacing"]["inFlightLimit"] == 16,
+        lambda: jobs.campaign_status(campaign_id).pacing.inFlightLimit == 16,
         timeout=30,
         interval=0.5,
     )

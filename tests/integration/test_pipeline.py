@@ -145,12 +145,12 @@ def test_twilio_side_400_is_the_failed_jobs_envelope(
     client: Client, worker: WorkerProcess, fake_twilio: FakeTwilio
 ) -> None:
     fake_twilio.add_fault(400, code=21603, message='A "From" phone number is required.')
-    job_id = client.send_sms(**_sms())
+    job_id = client.send_sms(**_sms()).jobId
     record = client.wait(job_id, 20)
-    assert record["result"]["contextWrites"]["to"] == (
+    assert record.result["contextWrites"]["to"] == (
         '[HTTP 400] Unable to create record: A "From" phone number is required.'
     )
-    assert record["attempts"] == 1 and fake_twilio.create_attempts == 1
+    assert record.attempts == 1 and fake_twilio.create_attempts == 1
 
 
 def _sms(**extra: Any) -> dict[str, Any]:
@@ -169,13 +169,13 @@ def test_429_retries_honouring_retry_after(
 ) -> None:
     fake_twilio.add_fault(429, count=1, retry_after=1.0)
     started = time.monotonic()
-    job_id = client.send_sms(**_sms())
-    wait_until(lambda: client.get(job_id)["status"] == "retrying", timeout=10, interval=0.01)
+    job_id = client.send_sms(**_sms()).jobId
+    wait_until(lambda: client.get(job_id).status == "retrying", timeout=10, interval=0.01)
     retrying = client.get(job_id)
-    assert retrying["attempts"] == 0  # a 429 does not use up an attempt
-    assert retrying["error"]["status"] == 429 and retrying["error"]["retryable"] is True
+    assert retrying.attempts == 0  # a 429 does not use up an attempt
+    assert retrying.error.status == 429 and retrying.error.retryable is True
     record = client.wait(job_id, 20)
-    assert record["status"] == "succeeded" and record["attempts"] == 1
+    assert record.status == "succeeded" and record.attempts == 1
     assert time.monotonic() - started >= 1.0
     assert fake_twilio.create_attempts == 2 and fake_twilio.created_count == 1
 
@@ -187,9 +187,9 @@ def test_503_exhausts_max_attempts_with_last_envelope(
     start_worker(env)
     jobs = Client(make_settings(env))
     fake_twilio.add_fault(503, count=10)
-    record = jobs.wait(jobs.send_sms(**_sms()), 20)
-    assert record["status"] == "failed" and record["attempts"] == 3
-    assert record["result"]["contextWrites"]["to"] == (
+    record = jobs.wait(jobs.send_sms(**_sms()).jobId, 20)
+    assert record.status == "failed" and record.attempts == 3
+    assert record.result["contextWrites"]["to"] == (
         "[HTTP 503] Unable to create record: Service Unavailable"
     )
     assert fake_twilio.create_attempts == 3 and fake_twilio.created_count == 0
@@ -202,9 +202,9 @@ def test_connection_refused_is_retried(
     env = service_env("http://127.0.0.1:9", TWILIO_JOBS_MAX_ATTEMPTS="2")
     start_worker(env)
     jobs = Client(make_settings(env))
-    record = jobs.wait(jobs.send_sms(**_sms()), 20)
-    assert record["status"] == "failed" and record["attempts"] == 2
-    assert record["result"]["contextWrites"]["to"].startswith("Could not connect to Twilio")
+    record = jobs.wait(jobs.send_sms(**_sms()).jobId, 20)
+    assert record.status == "failed" and record.attempts == 2
+    assert record.result["contextWrites"]["to"].startswith("Could not connect to Twilio")
     jobs.close()
 
 
@@ -212,17 +212,17 @@ def test_ambiguous_500_after_create_adopts_the_sid(
     client: Client, worker: WorkerProcess, fake_twilio: FakeTwilio
 ) -> None:
     fake_twilio.add_fault(500, count=1, create_anyway=True)
-    record = client.wait(client.send_sms(**_sms()), 20)
-    assert record["status"] == "succeeded"
-    assert [m["sid"] for m in fake_twilio.messages] == [record["twilioSid"]]
+    record = client.wait(client.send_sms(**_sms()).jobId, 20)
+    assert record.status == "succeeded"
+    assert [m["sid"] for m in fake_twilio.messages] == [record.twilioSid]
 
 
 def test_ambiguous_500_without_create_sends_once(
     client: Client, worker: WorkerProcess, fake_twilio: FakeTwilio
 ) -> None:
     fake_twilio.add_fault(500, count=1)
-    record = client.wait(client.send_sms(**_sms()), 20)
-    assert record["status"] == "succeeded" and record["attempts"] == 2
+    record = client.wait(client.send_sms(**_sms()).jobId, 20)
+    assert record.status == "succeeded" and record.attempts == 2
     assert fake_twilio.created_count == 1
 
 
@@ -230,8 +230,8 @@ def test_read_timeout_after_create_is_not_sent_twice(
     client: Client, worker: WorkerProcess, fake_twilio: FakeTwilio
 ) -> None:
     fake_twilio.add_fault(200, count=1, create_anyway=True, delay=4.0)
-    record = client.wait(client.send_sms(**_sms(body="slow")), 30)
-    assert record["status"] == "succeeded"
+    record = client.wait(client.send_sms(**_sms(body="slow")).jobId, 30)
+    assert record.status == "succeeded"
     assert fake_twilio.count_by(body="slow") == 1
 
 
@@ -374,9 +374,9 @@ def test_client_library_without_http(
         twiml="<Response><Say>hi</Say></Response>",
         timeout=20,
         record=True,
-    )
+    ).jobId
     record = client.wait(job_id, 20)
-    assert record["status"] == "succeeded" and record["twilioSid"].startswith("CA")
+    assert record.status == "succeeded" and record.twilioSid.startswith("CA")
     assert fake_twilio.calls[0]["to"] == "+14155550100"
 
 
@@ -390,6 +390,6 @@ def test_server_default_credentials(
     )
     start_worker(env)
     jobs = Client(make_settings(env))
-    job_id = jobs.send_sms(from_="+15005550006", to="+14155550100", body="defaults")
-    assert jobs.wait(job_id, 20)["status"] == "succeeded"
+    job_id = jobs.send_sms(from_="+15005550006", to="+14155550100", body="defaults").jobId
+    assert jobs.wait(job_id, 20).status == "succeeded"
     jobs.close()

@@ -124,11 +124,11 @@ def test_campaign_batch_recipients_are_created_once(
         body="Hello {{n}}",
         recipients=recipients,
     )
-    campaign_id = answer["campaignId"]
+    campaign_id = str(answer.campaignId)
     start_worker(env)
 
     def finished() -> bool:
-        counts = jobs.campaign_state.status(campaign_id)["counts"]
+        counts = jobs.campaign_status(campaign_id).counts
         return bool(counts.get("succeeded", 0) + counts.get("failed", 0) == len(recipients))
 
     wait_until(finished, timeout=60, interval=0.2)
@@ -136,8 +136,8 @@ def test_campaign_batch_recipients_are_created_once(
     per_number = collections.Counter(m["to"] for m in fake_twilio.messages)
     assert per_number == {r["to"]: 1 for r in recipients}
     assert fake_twilio.create_attempts == len(recipients)
-    status = jobs.campaign_state.status(campaign_id)
-    assert status["counts"]["succeeded"] == len(recipients)
+    status = jobs.campaign_status(campaign_id)
+    assert status.counts["succeeded"] == len(recipients)
     adopted = [m for m in fake_twilio.messages if m["to"] in unlucky]
     assert len(adopted) == len(unlucky)
     jobs.close()
@@ -163,7 +163,7 @@ def test_throttling_never_fails_a_job_while_the_account_is_busy(
             from_=SENDER,
             to=f"+1415556{i:04d}",
             body=f"hi {i}",
-        )
+        ).jobId
         for i in range(total)
     ]
     start_worker(env, concurrency=None)

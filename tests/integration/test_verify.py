@@ -182,3 +182,23 @@ def test_an_email_verification_and_no_campaigns_of_verifications(
     )
     assert campaign.status_code == 400
     assert "a campaign sends sendSms, sendMms or makeCall" in campaign.json()["contextWrites"]["to"]
+
+
+def test_both_python_clients_start_verifications(
+    verify_api: TestClient, fake_twilio: FakeTwilio
+) -> None:
+    from twilio_jobs import HttpClient
+
+    client: Client = verify_api.app.state.client  # type: ignore[attr-defined]
+    fields = {
+        "account_sid": DEFAULT_ACCOUNT_SID,
+        "account_token": DEFAULT_AUTH_TOKEN,
+        "service_sid": DEFAULT_VERIFY_SERVICE_SID,
+        "to": TO,
+    }
+    direct = client.start_verification(**fields)
+    over_http = HttpClient(http=verify_api).start_verification(**fields)
+    for accepted in (direct, over_http):
+        assert client.wait(accepted.jobId, timeout=30).status == "succeeded"
+    assert fake_twilio.verification_sends == 2  # one code per start, on one verification
+    assert len(fake_twilio.verifications) == 1

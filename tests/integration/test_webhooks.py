@@ -32,7 +32,7 @@ from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwili
 from tests.services import free_port
 from twilio_jobs import verify_webhook
 from twilio_jobs.client import Client
-from twilio_jobs.schemas import JobKind
+from twilio_jobs.schemas import JobKind, JobRecord
 from twilio_jobs.settings import Settings
 from twilio_jobs.signing import sign_webhook
 
@@ -130,15 +130,15 @@ def send(client: Client, callback_url: str | None, body: dict[str, Any] = SEED_S
     return client.submit(kind, payload).job_id
 
 
-def webhook_settles(client: Client, job_id: str, timeout: float = 20) -> dict[str, Any]:
+def webhook_settles(client: Client, job_id: str, timeout: float = 20) -> JobRecord:
     """The record once its latest webhook delivery is delivered or failed."""
 
-    def settled() -> dict[str, Any] | None:
+    def settled() -> JobRecord | None:
         record = client.get(job_id)
-        hook = (record or {}).get("webhook") or {}
-        return record if hook.get("status") in ("delivered", "failed") else None
+        hook = record.webhook
+        return record if hook and hook.status in ("delivered", "failed") else None
 
-    record: dict[str, Any] = wait_until(settled, timeout=timeout)
+    record: JobRecord = wait_until(settled, timeout=timeout)
     return record
 
 
@@ -152,11 +152,11 @@ def test_receiver_gets_the_final_record_once_signed(
     hook = receiver()
     job_id = send(client, hook.url())
     record = webhook_settles(client, job_id)
-    assert record["status"] == "succeeded"
-    assert record["webhook"]["status"] == "delivered"
-    assert record["webhook"]["attempts"] == 1
-    assert record["webhook"]["event"] == "job.succeeded"
-    assert record["webhook"]["lastError"] is None
+    assert record.status == "succeeded"
+    assert record.webhook.status == "delivered"
+    assert record.webhook.attempts == 1
+    assert record.webhook.event == "job.succeeded"
+    assert record.webhook.lastError is None
 
     time.sleep(0.5)  # room for a duplicate to show up, if there were one
     [delivery] = hook.received()
@@ -191,14 +191,14 @@ def test_failing_receiver_is_retried_and_never_resends_the_message(
     hook = receiver([500, 500])
     job_id = send(client, hook.url())
     record = webhook_settles(client, job_id)
-    assert record["webhook"]["status"] == "delivered"
-    assert record["webhook"]["attempts"] == 3
-    assert record["status"] == "succeeded" and record["attempts"] == 1
-    assert record["result"]["callback"] == "success"
+    assert record.webhook.status == "delivered"
+    assert record.webhook.attempts == 3
+    assert record.status == "succeeded" and record.attempts == 1
+    assert record.result["callback"] == "success"
     deliveries = hook.received()
     assert len(deliveries) == 3
     assert len({d.body for d in deliveries}) == 1
-    assert all(d.headers["X-Twilio-Jobs-Delivery"] == record["webhook"]["id"] for d in deliveries)
+    assert all(d.headers["X-Twilio-Jobs-Delivery"] == record.webhook.id for d in deliveries)
     assert fake_twilio.create_attempts == 1 and fake_twilio.created_count == 1
 
 
@@ -208,7 +208,7 @@ def test_failed_job_gets_its_error_envelope(
     hook = receiver()
     job_id = send(client, hook.url(), {**SEED_SMS, "accountToken": "wrong"})
     record = webhook_settles(client, job_id)
-    assert record["status"] == "failed"
+    assert record.status == "failed"
     [delivery] = hook.received()
     assert delivery.event == "job.failed"
     assert delivery.json()["result"] == {
@@ -229,10 +229,10 @@ def test_private_address_is_refused_by_default_and_allowed_by_the_setting(
     guarded = start_worker({**env, "TWILIO_JOBS_WEBHOOK_ALLOW_PRIVATE": "false"}, name="guarded")
     refused = send(client, hook.url("localhost"))
     record = webhook_settles(client, refused)
-    assert record["status"] == "succeeded"  # the webhook never changes the job's outcome
-    assert record["webhook"]["status"] == "failed"
-    assert record["webhook"]["attempts"] == 1  # refused at once, not retried
-    assert "loopback" in record["webhook"]["lastError"]
+    assert record.status == "succeeded"  # the webhook never changes the job's outcome
+    assert record.webhook.status == "failed"
+    assert record.webhook.attempts == 1  # refused at once, not retried
+    assert "loopback" in record.webhook.lastError
     assert hook.received() == []
     [listed] = api.get("/api/webhooks/failed").json()["deliveries"]
     assert listed["jobId"] == refused and "loopback" in listed["lastError"]
@@ -240,7 +240,7 @@ def test_private_address_is_refused_by_default_and_allowed_by_the_setting(
 
     start_worker(env, name="allowed")
     allowed = send(client, hook.url("localhost"))
-    assert webhook_settles(client, allowed)["webhook"]["status"] == "delivered"
+    assert webhook_settles(client, allowed).webhook.status == "delivered"
     [delivery] = hook.received()
     assert delivery.headers["X-Twilio-Jobs-Job-Id"] == allowed
     assert delivery.headers["Host"] == f"localhost:{hook.port}"  # sent to the checked IP
@@ -259,10 +259,10 @@ def test_replay_of_an_exhausted_webhook(
     hook = receiver([500, 503])
     job_id = send(client, hook.url())
     record = webhook_settles(client, job_id)
-    assert record["webhook"]["status"] == "failed"
-    assert record["webhook"]["attempts"] == 2
-    assert record["webhook"]["lastError"] == "HTTP 503"
-    assert record["status"] == "succeeded"
+    assert record.webhook.status == "failed"
+    assert record.webhook.attempts == 2
+    assert record.webhook.lastError == "HTTP 503"
+    assert record.status == "succeeded"
     [listed] = api.get("/api/webhooks/failed").json()["deliveries"]
     assert listed["jobId"] == job_id and listed["attempts"] == 2
     assert listed["event"] == "job.succeeded" and listed["url"] == hook.url()
@@ -271,8 +271,8 @@ def test_replay_of_an_exhausted_webhook(
     assert answer.status_code == 202
     assert answer.json()["webhook"]["status"] == "pending"
     record = webhook_settles(client, job_id)
-    assert record["webhook"]["status"] == "delivered"
-    assert record["webhook"]["attempts"] == 1
+    assert record.webhook.status == "delivered"
+    assert record.webhook.attempts == 1
     assert api.get("/api/webhooks/failed").json() == {"deliveries": []}
     deliveries = hook.received()
     assert len(deliveries) == 3 and len({d.body for d in deliveries}) == 1
@@ -300,11 +300,11 @@ def test_cancelled_job_goes_to_the_default_callback_url_unsigned(
     try:
         later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
         job_id = jobs.submit(JobKind.sendSms, {**SEED_SMS, "sendAt": later}).job_id
-        assert jobs.cancel(job_id)["status"] == "cancelled"
+        assert jobs.cancel(job_id).status == "cancelled"
         record = webhook_settles(jobs, job_id)
     finally:
         jobs.close()
-    assert record["webhook"]["status"] == "delivered"
+    assert record.webhook.status == "delivered"
     [delivery] = hook.received()
     assert delivery.event == "job.cancelled"
     assert delivery.json()["status"] == "cancelled"
@@ -349,8 +349,8 @@ def public_api(fake_twilio: FakeTwilio, redis_conn: redis.Redis) -> Iterator[Pub
 
 
 def sid_of(client: Client, job_id: str) -> str:
-    record = wait_until(lambda: (r := client.get(job_id)) and r["twilioSid"] and r)
-    return str(record["twilioSid"])
+    record = wait_until(lambda: (r := client.get(job_id)).twilioSid and r)
+    return str(record.twilioSid)
 
 
 def test_status_callbacks_update_delivery_status_never_backwards(
@@ -371,7 +371,7 @@ def test_status_callbacks_update_delivery_status_never_backwards(
     )
 
     assert fake_twilio.send_status_callbacks(sid, ["sent"]) == [204]
-    assert wait_until(lambda: jobs.get(in_order)["deliveryStatus"] == "sent")
+    assert wait_until(lambda: jobs.get(in_order).deliveryStatus == "sent")
     assert fake_twilio.send_status_callbacks(sid, ["delivered"]) == [204]
     assert fake_twilio.send_status_callbacks(other_sid, ["delivered", "sent"]) == [204, 204]
 
@@ -383,9 +383,9 @@ def test_status_callbacks_update_delivery_status_never_backwards(
     wait_until(lambda: len(events(in_order)) == 3 and len(events(out_of_order)) == 2)
     for job_id in (in_order, out_of_order):
         record = webhook_settles(jobs, job_id)
-        assert record["deliveryStatus"] == "delivered"
-        assert record["status"] == "succeeded"
-        assert record["errorCode"] is None
+        assert record.deliveryStatus == "delivered"
+        assert record.status == "succeeded"
+        assert record.errorCode is None
     assert events(in_order) == ["delivery.delivered", "delivery.sent", "job.succeeded"]
     assert events(out_of_order) == ["delivery.delivered", "job.succeeded"]
     last = [d for d in hook.received() if d.event == "delivery.delivered"][-1]
@@ -425,15 +425,14 @@ def test_undelivered_keeps_the_error_code_and_calls_follow_call_status(
         204,
     ]
     record = jobs.get(message)
-    assert record is not None
-    assert record["deliveryStatus"] == "undelivered" and record["errorCode"] == 30003
+    assert record.deliveryStatus == "undelivered" and record.errorCode == 30003
 
     fake_twilio.set_auto_callbacks(["initiated", "ringing", "in-progress", "completed"])
     call = send(jobs, None, SEED_CALL)
-    wait_until(lambda: jobs.get(call)["deliveryStatus"] == "completed")
+    wait_until(lambda: jobs.get(call).deliveryStatus == "completed")
     record = jobs.get(call)
-    assert record is not None and record["errorCode"] is None
-    assert record["status"] == "succeeded"
+    assert record.errorCode is None
+    assert record.status == "succeeded"
 
 
 def test_status_callback_for_an_unknown_job_or_without_token(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from twilio_jobs.settings import Settings
 from celeryconfig import celery_config
+from twilio_jobs.settings import Settings
 
 
 def test_default_worker_queues_include_webhooks_each_with_its_own_binding() -> None:
