@@ -212,6 +212,11 @@ class JobRecord(BaseModel):
     webhook: WebhookState | None = None
 
 
+RECORD_FIELDS = tuple(name for name in JobRecord.model_fields if name not in ("jobId", "webhook"))
+"""The job hash fields the record is rendered from (`store.render`), less its own webhook state:
+what a webhook delivery takes a copy of when its event happens (`lua/outbox.lua`)."""
+
+
 class Accepted(BaseModel):
     jobId: str
     status: JobStatus
@@ -237,6 +242,7 @@ __all__ = [
     "JobRecord",
     "JobStatus",
     "MmsRequest",
+    "RECORD_FIELDS",
     "SmsRequest",
     "WebhookState",
     "check_twilio_rules",
