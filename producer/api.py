@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from producer import middleware
 from producer.routes import accounts, campaigns, health, jobs, metrics, sends, webhooks
+from producer.twilio_signatures import signed_by_twilio
 from twilio_jobs.client import Client
 from twilio_jobs.schemas import ERROR_RESPONSES
 from twilio_jobs.settings import Settings, get_settings
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.client = client
     app.state.tenants = Tenants(settings.api_keys.get_secret_value() if settings.api_keys else None)
     app.state.status_callbacks = StatusCallbacks(
-        client.redis, client.settings, client.cipher, client.webhooks
+        client.redis, client.settings, client.cipher, signed_by_twilio
     )
     middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
     for module in (sends, jobs, webhooks, campaigns, accounts, health, metrics):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -146,7 +147,8 @@ class WorkerProcess:
     """A real `celery -A worker worker` in a subprocess, its output in a log file."""
 
     def __init__(self, env: dict[str, str], log_path: Path, concurrency: int | None = 16) -> None:
-        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        path = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(ROOT)) if p)
+        self.env = {**os.environ, **env, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
         self.log_path = log_path
         self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
@@ -155,6 +157,9 @@ class WorkerProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         offset = self.log_path.stat().st_size
         queues = "twilio_jobs,twilio_jobs.webhooks"
+        # Each worker its own node name: on RabbitMQ two workers named alike clash on their
+        # exclusive remote-control queue.
+        self.node = f"{self.log_path.stem}-{uuid.uuid4().hex[:8]}@{socket.gethostname()}"
         self.proc = subprocess.Popen(
             [
                 # Through `twilio-jobs worker`, whose supervisor restarts a stalled worker.
@@ -170,10 +175,8 @@ class WorkerProcess:
                 ),
                 "-Q",
                 queues,
-                # Each worker its own node name: on RabbitMQ two workers named alike clash on
-                # their exclusive remote-control queue.
                 "-n",
-                f"{self.log_path.stem}-{uuid.uuid4().hex[:8]}@%h",
+                self.node,
                 "--without-mingle",
                 "--without-gossip",
                 "--without-heartbeat",

@@ -222,7 +222,7 @@ class Campaigns:
         status = JobStatus.scheduled if due else JobStatus.queued
         cred = self.cipher.encrypt(token)  # once: the campaign's jobs share this ciphertext
         own_cred = bool(request.accountToken)
-        callback = request.callbackUrl
+        callback = request.callbackUrl or self.settings.default_callback_url
         meta: dict[Any, Any] = {
             "kind": kind.value,
             "accountSid": account_sid,

@@ -91,7 +91,7 @@ class Client:
         self.settings = settings or get_settings()
         if self.settings.secret_key is None:
             raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required (32 or more characters)")
-        self.cipher = Cipher(self.settings.secret_key.get_secret_value())
+        self.cipher = Cipher.of(self.settings.secret_keys)
         self.redis = redis_client or Redis.from_url(
             self.settings.store_url, decode_responses=True, health_check_interval=10
         )
@@ -240,7 +240,9 @@ class Client:
             status=status,
             owner=owner,
             own_cred=bool(request.accountToken),
-            callback_url=str(request.callbackUrl) if request.callbackUrl else None,
+            callback_url=str(request.callbackUrl)
+            if request.callbackUrl
+            else self.settings.default_callback_url,
             request_id=request_id,
         )
 
@@ -376,7 +378,6 @@ class Client:
             raise JobNotFound(job_id)
         if outcome != "cancelled":
             raise Conflict(f"Job cannot be cancelled: it is {outcome}")
-        self.webhooks.notify(job_id, "job.cancelled")
         return self.get(job_id, owner=owner)
 
     def retry(

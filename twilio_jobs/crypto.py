@@ -1,4 +1,9 @@
-"""Encryption of credentials at rest: HKDF(SHA-256) of TWILIO_JOBS_SECRET_KEY into a Fernet key."""
+"""Encryption of credentials at rest: HKDF(SHA-256) of TWILIO_JOBS_SECRET_KEY into a Fernet key;
+and the tokens we sign (status-callback URLs), keyed the same way.
+
+Rotation: with TWILIO_JOBS_SECRET_KEY_PREVIOUS set, the new key encrypts and signs, and both
+decrypt and verify (cryptography's MultiFernet), so records and the callback URLs handed to
+Twilio under the old key keep working until they end; then drop the previous key."""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -18,10 +24,16 @@ def _derive(secret: str, purpose: bytes) -> bytes:
     )
 
 
+def _fernet(secret: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(_derive(secret, b"twilio-jobs/credentials")))
+
+
 class Cipher:
-    def __init__(self, secret: str) -> None:
-        self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret, b"twilio-jobs/credentials")))
+    def __init__(self, secret: str, previous: Sequence[str] = ()) -> None:
+        """`secret` encrypts and signs; it and each of `previous` decrypt and verify."""
+        self._fernet = MultiFernet([_fernet(secret), *(_fernet(p) for p in previous)])
         self._mac_key = _derive(secret, b"twilio-jobs/tokens")
+        self._mac_keys = [self._mac_key, *(_derive(p, b"twilio-jobs/tokens") for p in previous)]
         self._recent: dict[str, tuple[float, str]] = {}
         self._decrypted: dict[str, str] = {}
 
@@ -58,8 +70,18 @@ class Cipher:
         self._decrypted[ciphertext] = plaintext
         return plaintext
 
+    @classmethod
+    def of(cls, keys: Sequence[str]) -> Cipher:
+        """From `Settings.secret_keys`: the current key, then the previous one."""
+        return cls(keys[0], keys[1:])
+
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()
 
     def verify(self, message: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(message).encode(), signature.encode(errors="replace"))
+        given = signature.encode(errors="replace")
+        return any(hmac.compare_digest(_hex(k, message), given) for k in self._mac_keys)
+
+
+def _hex(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest().encode()

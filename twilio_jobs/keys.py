@@ -40,6 +40,10 @@ WEBHOOK_SCHEDULER_LOCK = f"{PREFIX}webhooks:scheduler:lock"
 WEBHOOKS_FAILED = f"{PREFIX}webhooks:failed"
 """Sorted set of exhausted webhook delivery ids by the unix time they gave up."""
 
+WEBHOOK_MIN_TTL = 2 * 24 * 3600
+"""A delivery is kept as long as its job's record, and at least this long (its retries span
+about a day)."""
+
 IDEMPOTENCY_TTL = 24 * 3600
 
 
@@ -127,12 +131,14 @@ NO_CAMPAIGN = campaign("-")
 
 def lua_constants() -> str:
     """Lua functions building the keys that scripts derive from a job's fields (a job's
-    campaign, its suppression list), from the functions above: no prefix is retyped in Lua."""
+    campaign, its suppression list, its webhook deliveries), from the functions above: no
+    prefix is retyped in Lua."""
     marker = "\x00"
 
     lines = []
     for name, key in (
         ("job", job(marker)),
+        ("webhook", webhook(marker)),
         ("campaign", campaign(marker)),
         ("campaign_counts", campaign_counts(marker)),
         ("campaign_parked", campaign_parked(marker)),
@@ -143,5 +149,10 @@ def lua_constants() -> str:
         assert "'" not in head + tail and "\\" not in head + tail
         suffix = f" .. '{tail}'" if tail else ""
         lines.append(f"local function tj_key_{name}(id) return '{head}' .. id{suffix} end")
+        if name == "job":
+            start = len(head) + 1
+            lines.append(f"local function tj_job_id(key) return string.sub(key, {start}) end")
+    lines.append(f"local function tj_key_webhook_schedule() return '{WEBHOOK_SCHEDULE}' end")
+    lines.append(f"local TJ_WEBHOOK_MIN_TTL_MS = {WEBHOOK_MIN_TTL * 1000}")
     lines.append(f"local TJ_KEY_STATS = '{STATS}'")
     return "\n".join(lines) + "\n"

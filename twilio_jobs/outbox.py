@@ -1,17 +1,22 @@
-"""Result webhook deliveries in Redis: written by the worker (job outcomes) and the API (status
-callbacks, cancellations, replays), delivered by the worker's `twilio_jobs.webhook` task.
+"""Result webhook deliveries in Redis: a transactional outbox. The Lua script that ends a job
+(`settle`, `claim`/`unclaim` through the gates, `cancel`) or records a Twilio delivery status
+(`delivery_status`) writes the webhook delivery in the same atomic step (`lua/outbox.lua`): a
+crash after the job's final write cannot lose its event. The webhook scheduler is the relay: it
+publishes each new delivery's `twilio_jobs.webhook` task from `keys.WEBHOOK_SCHEDULE` within
+`TWILIO_JOBS_SCHEDULER_INTERVAL`; the task delivers it.
 
-One hash per event, `keys.webhook(id)` with id `<job id>-<random>`: `jobId`, `owner`, `event`,
-`url`, `body` (the job record as it was at the event: the exact bytes signed and sent),
-`status` (pending -> sending -> retrying -> delivered | failed), `attempts`, `lastError`,
-`lastAttemptAt`, `nextAt`, and while it is being sent `lease` and `leaseUntil`.
+One hash per event, `keys.webhook(id)` with id `<job id>-e<n>`: `jobId`, `owner`, `event`,
+`url`, `record` (the job's public fields as they were at the event: the body sent, the same
+bytes on every attempt, is rendered from them), `status` (pending -> sending -> retrying ->
+delivered | failed), `attempts`, `lastError`, `lastAttemptAt`, `nextAt`, `createdAt` (unix),
+and while it is being sent `lease` and `leaseUntil`. It lives as long as its job's record, and
+at least `keys.WEBHOOK_MIN_TTL`.
 
 Every delivery that still needs work is in `keys.WEBHOOK_SCHEDULE`, scored by when it next needs
-attention: a new one a little after it was enqueued (its task is published at once; the entry
-only matters if that publish was lost), one being sent when its lease runs out (its worker
-died), one backing off when it is due. A crash anywhere loses nothing; at worst a receiver gets
-a delivery twice (the `X-Twilio-Jobs-Delivery` header names it). The job hash shows the state of
-its latest delivery in its `webhook` field.
+attention: a new one at once, one being sent when its lease runs out (its worker died), one
+backing off when it is due. A crash anywhere loses nothing; at worst a receiver gets a delivery
+twice, with the same `webhook-id` header (Standard Webhooks), by which it deduplicates. The job
+hash shows the state of its latest delivery in its `webhook` field.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ log = logging.getLogger("twilio_jobs.webhooks")
 Publish = Callable[[Sequence[str]], None]
 
 NEW_GRACE = 60.0
-"""Seconds before the scheduler publishes a new delivery again, in case its task was lost."""
+"""Seconds before the scheduler publishes a replayed delivery again, in case its task was lost."""
 
 
 @dataclass(frozen=True)
@@ -95,50 +100,12 @@ class Outbox:
 
     # -- producing events ----------------------------------------------------------------------
 
-    def enqueue(self, job_id: str, event: str, now: float | None = None) -> str | None:
-        """Record a delivery of the job's current record and publish its task. None when the
-        job has no callback URL (and there is no server default) or no longer exists."""
-        fields: dict[str, str] = self.redis.hgetall(keys.job(job_id))  # type: ignore[assignment]
-        url = fields.get("callbackUrl") or self.settings.default_callback_url
-        if not fields or not url:
-            return None
-        delivery_id = f"{job_id}-{secrets.token_hex(4)}"
-        stamp = now_iso(now)
-        due = (now if now is not None else time.time()) + NEW_GRACE
-        delivery = {
-            "jobId": job_id,
-            "owner": fields.get("owner", ""),
-            "event": event,
-            "url": url,
-            "body": payload(job_id, fields).decode(),
-            "status": "pending",
-            "attempts": "0",
-            "createdAt": stamp,
-        }
-        flat = [item for pair in delivery.items() for item in pair]
-        created = self._enqueue(
-            keys=[keys.job(job_id), keys.webhook(delivery_id), keys.WEBHOOK_SCHEDULE],
-            args=[
-                delivery_id,
-                repr(due),
-                self.settings.result_ttl,
-                state(delivery_id, event, "pending"),
-                *flat,
-            ],
-        )
-        if not created:
-            return None
-        self.publish([delivery_id])
-        return delivery_id
-
-    def notify(self, job_id: str, event: str) -> str | None:
-        """`enqueue` for callers whose own work is done: a webhook problem is logged, never
-        raised, so it cannot change a job's outcome."""
-        try:
-            return self.enqueue(job_id, event)
-        except Exception:
-            log.exception("job %s: could not queue the %s webhook", job_id, event)
-            return None
+    def enqueue(self, job_id: str, event: str) -> str | None:
+        """Record a delivery of the job's current record (the relay publishes it). None when
+        the job has no callback URL or no longer exists. The scripts that end a job do this
+        themselves, in the same step; this is for events of no such script."""
+        created = self._enqueue(keys=[keys.job(job_id)], args=[event])
+        return str(created) if created else None
 
     def replay(self, job_id: str, now: float | None = None) -> list[str]:
         """Queue the job's exhausted deliveries again from their first attempt."""
@@ -181,9 +148,9 @@ class Outbox:
         ]
         if reply[0] != "ok":
             return reply[0]
-        return Claimed(
-            delivery_id, lease, int(reply[1]), reply[2], reply[3], reply[4], reply[5].encode()
-        )
+        attempts, job_id, event, url, body, record = reply[1:7]
+        raw = body.encode() if body else payload(job_id, json.loads(record))
+        return Claimed(delivery_id, lease, int(attempts), job_id, event, url, raw)
 
     def finish(
         self,

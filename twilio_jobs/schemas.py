@@ -263,6 +263,11 @@ class JobRecord(BaseModel):
     webhook: WebhookState | None = None
 
 
+RECORD_FIELDS = tuple(name for name in JobRecord.model_fields if name not in ("jobId", "webhook"))
+"""The job hash fields the record is rendered from (`store.render`), less its own webhook state:
+what a webhook delivery takes a copy of when its event happens (`lua/outbox.lua`)."""
+
+
 # A queued send: the answer of the send routes and of every client's `send_*`. (The records
 # the API declares as response models have no docstring: it would change the OpenAPI document.)
 class Accepted(BaseModel):
@@ -389,6 +394,7 @@ __all__ = [
     "JobStatus",
     "MmsRequest",
     "Pacing",
+    "RECORD_FIELDS",
     "SmsRequest",
     "Suppression",
     "SuppressionPage",

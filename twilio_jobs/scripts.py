@@ -2,10 +2,12 @@
 
 Each file opens with what it does, its KEYS and ARGV. A line `-- include: a b` puts the
 functions of `lua/a.lua` and `lua/b.lua` (and what they include) before the script; a script
-that includes `lifecycle` also gets the constants generated from Python: the statuses, the
-final set and the transition table (`twilio_jobs.lifecycle`), the key builders
-(`twilio_jobs.keys`) and the endings of cancelled and suppressed jobs. Redis runs all of it on
-every call, so the pacing scripts, which need none of it, go without.
+that includes `lifecycle` or `outbox` also gets the constants generated from Python: the
+statuses, the final set and the transition table (`twilio_jobs.lifecycle`), the key builders
+(`twilio_jobs.keys`), the endings of cancelled and suppressed jobs and the record's fields; its
+body runs as a function, after which the webhook events it queued are written
+(`lua/outbox.lua`). Redis runs all of it on every call, so the pacing scripts, which need none
+of it, go without.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twilio_jobs import keys, lifecycle
+from twilio_jobs.schemas import RECORD_FIELDS
 
 LUA_DIR = Path(__file__).with_name("lua")
 INCLUDE = "-- include:"
@@ -34,6 +37,9 @@ def constants() -> str:
         + keys.lua_constants()
         + _ending_table("TJ_CANCELLED", lifecycle.CANCELLED, None)
         + _ending_table("TJ_SUPPRESSED", lifecycle.SUPPRESSED, lifecycle.SUPPRESSED_CODE)
+        + "local TJ_RECORD_FIELDS = {"
+        + ", ".join(lifecycle.lua_string(name) for name in RECORD_FIELDS)
+        + "}\n"
     )
 
 
@@ -58,15 +64,19 @@ def _closure(name: str, seen: list[str]) -> None:
 
 
 def compose(body: str, includes: list[str]) -> str:
-    """`body` after the constants and the named files (and what they include)."""
+    """`body` after the constants and the named files (and what they include). With the
+    outbox, the body runs as a function and the webhook events it queued are written after it
+    returns, in the same script."""
     deps: list[str] = []
     for name in includes:
         if name not in deps:
             _closure(name, deps)
             deps.append(name)
     texts = [_text(dep) for dep in deps]
-    if "lifecycle" in deps:  # the generated constants serve lifecycle.lua and what includes it
+    if "outbox" in deps:  # the generated constants serve outbox.lua and what includes it
         texts.insert(0, constants())
+        body = f"local function tj_script()\n{body}\nend\nlocal tj_reply = tj_script()\n"
+        body += "tj_flush()\nreturn tj_reply"
     return "\n".join([*texts, body])
 
 

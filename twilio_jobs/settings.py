@@ -8,10 +8,18 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from twilio_jobs.signing import signing_key
+
 
 class Settings(BaseSettings):
+    # An empty variable is unset (`TWILIO_JOBS_WEBHOOK_SECRET=` must not mean "sign with an
+    # empty key"), as docker-compose passes `${NAME:-}` for a name the shell does not set.
     model_config = SettingsConfigDict(
-        env_prefix="TWILIO_JOBS_", env_file=".env", extra="ignore", populate_by_name=True
+        env_prefix="TWILIO_JOBS_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+        env_ignore_empty=True,
     )
 
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
@@ -28,7 +36,12 @@ class Settings(BaseSettings):
     twilio_auth_token: SecretStr | None = Field(default=None, validation_alias="TWILIO_AUTH_TOKEN")
 
     secret_key: SecretStr | None = None
+    # During a rotation: still decrypts credentials and accepts tokens made with it.
+    secret_key_previous: SecretStr | None = None
+    # `whsec_<base64>` (Standard Webhooks) or any other text, used as its bytes.
     webhook_secret: SecretStr | None = None
+    # During a rotation: deliveries carry a second signature made with it.
+    webhook_secret_previous: SecretStr | None = None
     public_url: str | None = None
     # Bearer keys, `key` or `tenant:key`, comma-separated (twilio_jobs.tenancy).
     api_keys: SecretStr | None = None
@@ -89,12 +102,39 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=100, ge=1, le=1000)
     batch_window: int = Field(default=200, ge=1)
 
-    @field_validator("secret_key")
+    @field_validator("secret_key", "secret_key_previous")
     @classmethod
     def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and len(value.get_secret_value()) < 32:
             raise ValueError("TWILIO_JOBS_SECRET_KEY must be at least 32 characters")
         return value
+
+    @field_validator("webhook_secret", "webhook_secret_previous")
+    @classmethod
+    def _usable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            signing_key(value.get_secret_value())  # a malformed whsec_ secret fails at start
+        return value
+
+    @property
+    def webhook_secrets(self) -> list[str]:
+        """The secrets each delivery is signed with, the current one first; none: unsigned."""
+        if self.webhook_secret is None:
+            return []
+        found = [self.webhook_secret.get_secret_value()]
+        if self.webhook_secret_previous is not None:
+            found.append(self.webhook_secret_previous.get_secret_value())
+        return found
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """TWILIO_JOBS_SECRET_KEY, then the previous one during a rotation."""
+        if self.secret_key is None:
+            raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required")
+        keys = [self.secret_key.get_secret_value()]
+        if self.secret_key_previous is not None:
+            keys.append(self.secret_key_previous.get_secret_value())
+        return keys
 
     @property
     def broker(self) -> str:

@@ -3,28 +3,26 @@ calls it.
 
 The URL carries a token (an HMAC of the job id under TWILIO_JOBS_SECRET_KEY), so only the URL
 we handed Twilio is accepted. When the job's account is the server's default account, the
-request must also carry a valid `X-Twilio-Signature` (Twilio's documented scheme: base64
-HMAC-SHA1, keyed with the auth token, of the URL followed by each POST parameter's name and
-value in name order). Other accounts' tokens are not kept once a job ends, so for them the
-token is the proof.
+request must also carry a valid `X-Twilio-Signature`, checked by twilio-python's own
+`RequestValidator` (injected by the API, `SignatureCheck`): of the URL and the form's
+parameters, or of the URL alone for a JSON body, whose SHA-256 the URL carries as
+`bodySHA256`. Other accounts' tokens are not kept once a job ends, so for them the token is the
+proof. A status update and its `delivery.<status>` webhook event are written in one step.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
+import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl
 
 from redis import Redis
 
 from twilio_jobs import keys, scripts
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import Forbidden, InvalidRequest, JobNotFound
-from twilio_jobs.outbox import Outbox
 from twilio_jobs.schemas import JobKind
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import now_iso
@@ -96,41 +94,28 @@ def with_status_callback(
     return {**params, field: url}
 
 
-def twilio_signature(url: str, params: Iterable[tuple[str, str]], auth_token: str) -> str:
-    values: dict[str, set[str]] = {}
-    for name, value in params:
-        values.setdefault(name, set()).add(value)
-    text = url + "".join(name + v for name in sorted(values) for v in sorted(values[name]))
-    mac = hmac.new(auth_token.encode(), text.encode(), hashlib.sha1).digest()
-    return base64.b64encode(mac).decode()
+SignatureCheck = Callable[[str, list[tuple[str, str]] | str, str, str | None], bool]
+"""Whether Twilio signed a request: (the URL it requested, the form's pairs or a JSON body as
+text, the auth token, `X-Twilio-Signature`). The API passes twilio-python's `RequestValidator`
+(`producer.twilio_signatures`): this package does not import twilio."""
 
 
-def valid_twilio_signature(
-    url: str, params: Iterable[tuple[str, str]], auth_token: str, signature: str | None
-) -> bool:
-    """As twilio-python's RequestValidator: the URL is tried with and without its port, since
-    Twilio is not consistent about which one it signs."""
-    if not signature:
-        return False
-    pairs = list(params)
-    parts = urlsplit(url)
-    host = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    variants = {
-        urlunsplit(parts._replace(netloc=host)),
-        urlunsplit(parts._replace(netloc=f"{host}:{port}")),
-    }
-    return any(
-        hmac.compare_digest(twilio_signature(v, pairs, auth_token), signature) for v in variants
-    )
+def _refuse(url: str, params: list[tuple[str, str]] | str, token: str, sig: str | None) -> bool:
+    return False
 
 
 class StatusCallbacks:
-    def __init__(self, redis: Redis, settings: Settings, cipher: Cipher, outbox: Outbox) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        cipher: Cipher,
+        signed_by_twilio: SignatureCheck = _refuse,
+    ) -> None:
         self.redis = redis
         self.settings = settings
         self.cipher = cipher
-        self.outbox = outbox
+        self.signed_by_twilio = signed_by_twilio
         self._update = scripts.register(redis, "delivery_status")
 
     def public_url(self, job_id: str, query: str, fallback: str) -> str:
@@ -144,24 +129,26 @@ class StatusCallbacks:
         self,
         job_id: str,
         token: str | None,
-        form: list[tuple[str, str]],
+        body: bytes,
+        content_type: str,
         signature: str | None,
         url: str,
     ) -> str:
-        """Apply one callback. Returns `updated`, `stale` or `ignored`; raises Forbidden for a
-        callback that is not from Twilio for this job, having changed nothing."""
+        """Apply one callback (a form, or a JSON object signed with `bodySHA256` in the URL).
+        Returns `updated`, `stale` or `ignored`; raises Forbidden for a callback that is not
+        from Twilio for this job, having changed nothing."""
         if not token or not self.cipher.verify(f"status-callback:{job_id}", token):
             raise Forbidden("Invalid status callback token")
         kind, account_sid = self.redis.hmget(keys.job(job_id), ["kind", "accountSid"])
         if not kind:
             raise JobNotFound(job_id)
-        params = dict(form)
+        signed, params = _parse(body, content_type)
         if params.get("AccountSid", account_sid) != account_sid:
             raise Forbidden("Status callback is for another account")
         default_token = self.settings.twilio_auth_token
         if default_token is not None and account_sid == self.settings.twilio_account_sid:
             secret = default_token.get_secret_value()
-            if not valid_twilio_signature(url, form, secret, signature):
+            if not self.signed_by_twilio(url, signed, secret, signature):
                 raise Forbidden("Invalid X-Twilio-Signature")
         is_call = kind == JobKind.makeCall.value
         status = params.get("CallStatus") if is_call else params.get("MessageStatus")
@@ -184,5 +171,19 @@ class StatusCallbacks:
             raise Forbidden("Status callback is for another message or call")
         if outcome == "stale":
             return "stale"
-        self.outbox.notify(job_id, f"delivery.{status}")
         return "updated"
+
+
+def _parse(body: bytes, content_type: str) -> tuple[list[tuple[str, str]] | str, dict[str, str]]:
+    """What Twilio signed (the form's pairs, or the JSON body's text) and the parameters."""
+    text = body.decode("utf-8", "replace")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        form = parse_qsl(text, keep_blank_values=True)
+        return form, dict(form)
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise InvalidRequest("A JSON status callback must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("A JSON status callback must be a JSON object")
+    return text, {str(k): str(v) for k, v in data.items() if isinstance(v, str | int | float)}

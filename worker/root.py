@@ -49,8 +49,7 @@ class Root:
                 ),
                 settings,
             ),
-            cipher=Cipher(settings.secret_key.get_secret_value()),
-            notify=self.notify,
+            cipher=Cipher.of(settings.secret_keys),
             pacer=Pacer(redis, settings),
             gates=Gates(redis),
         )
@@ -69,10 +68,6 @@ class Root:
         self.watch = StallWatch(self.redis(), queue, stall_after=settings.stall_after)
         self._fast_path: FastPath | None = None
         self._lock = threading.Lock()
-
-    def notify(self, job_id: str, event: str) -> None:
-        """A job reached a final state: queue its result webhook (never fails the job)."""
-        self.outbox.notify(job_id, event)
 
     def redis(self) -> Redis:
         settings = self.settings

@@ -20,13 +20,7 @@ import httpx
 from twilio_jobs.errors import WebhookError, WebhookRefused
 from twilio_jobs.outbox import Claimed, Outbox
 from twilio_jobs.settings import Settings
-from twilio_jobs.signing import (
-    DELIVERY_HEADER,
-    EVENT_HEADER,
-    JOB_ID_HEADER,
-    SIGNATURE_HEADER,
-    sign_webhook,
-)
+from twilio_jobs.signing import DELIVERY_HEADER, EVENT_HEADER, JOB_ID_HEADER, webhook_headers
 from worker.handlers import backoff
 from worker.ssrf import Resolver, check_url, resolve
 
@@ -75,10 +69,8 @@ def post(claimed: Claimed, rt: WebhookRuntime) -> int:
         EVENT_HEADER: claimed.event,
         JOB_ID_HEADER: claimed.job_id,
         DELIVERY_HEADER: claimed.id,
+        **webhook_headers(claimed.id, claimed.body, rt.settings.webhook_secrets, int(rt.clock())),
     }
-    if rt.settings.webhook_secret is not None:
-        secret = rt.settings.webhook_secret.get_secret_value()
-        headers[SIGNATURE_HEADER] = sign_webhook(claimed.body, secret, int(rt.clock()))
     try:
         with rt.http.stream(
             "POST",

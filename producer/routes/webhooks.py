@@ -1,7 +1,6 @@
 """Webhooks: Twilio's status callbacks in, and our result webhooks' failures out."""
 
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -17,14 +16,15 @@ router = APIRouter(tags=["webhooks"])
 async def twilio_status(
     job_id: str, request: Request, callbacks: StatusCallbacksDep, token: str | None = None
 ) -> Response:
-    """Twilio's status callback for a job (form-encoded, signed by Twilio). Updates the
+    """Twilio's status callback for a job (form-encoded, or JSON with `bodySHA256` in the
+    URL; signed by Twilio). Updates the
     job's `deliveryStatus`, never backwards, and sends the delivery-status webhook."""
     raw = await request.body()
-    form = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
     query = request.scope.get("query_string", b"").decode("latin-1")
     url = callbacks.public_url(job_id, query, str(request.url))
     signature = request.headers.get("X-Twilio-Signature")
-    await run_in_threadpool(callbacks.accept, job_id, token, form, signature, url)
+    kind = request.headers.get("Content-Type", "")
+    await run_in_threadpool(callbacks.accept, job_id, token, raw, kind, signature, url)
     return Response(status_code=204)
 
 

@@ -3,6 +3,7 @@ webhook receiver on loopback and (for status callbacks) the API served by uvicor
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,10 +19,12 @@ import pytest
 import redis
 import uvicorn
 from fastapi.testclient import TestClient
+from standardwebhooks import Webhook, WebhookVerificationError
 from twilio.request_validator import RequestValidator
 
 from producer.api import create_app
 from tests.conftest import (
+    ROOT,
     SEED_CALL,
     SEED_SMS,
     WorkerProcess,
@@ -30,7 +34,7 @@ from tests.conftest import (
 )
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
 from tests.services import free_port
-from twilio_jobs import verify_webhook
+from twilio_jobs import keys, verify_webhook
 from twilio_jobs.client import Client
 from twilio_jobs.schemas import JobKind, JobRecord
 from twilio_jobs.settings import Settings
@@ -38,9 +42,12 @@ from twilio_jobs.signing import sign_webhook
 
 pytestmark = pytest.mark.integration
 
-WEBHOOK_SECRET = "whsec-integration-0123456789"
+# The spec's form of secret, in the middle of a rotation from one of the earlier plain form.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"integration-secret-0123456789abc").decode()
+PREVIOUS_SECRET = "whsec-integration-0123456789"
 FAST_RETRIES = {
     "TWILIO_JOBS_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    "TWILIO_JOBS_WEBHOOK_SECRET_PREVIOUS": PREVIOUS_SECRET,
     "TWILIO_JOBS_WEBHOOK_BACKOFF_BASE": "0.05",
     "TWILIO_JOBS_WEBHOOK_BACKOFF_MAX": "0.2",
     "TWILIO_JOBS_WEBHOOK_TIMEOUT": "2",
@@ -170,8 +177,27 @@ def test_receiver_gets_the_final_record_once_signed(
     assert sent["result"]["contextWrites"]["to"]["sid"] == sent["twilioSid"]
     assert "accountToken" not in delivery.body.decode() and DEFAULT_AUTH_TOKEN not in str(sent)
 
+    # Standard Webhooks, checked by the spec's own package: the id is the delivery's, signed
+    # with the current secret and, during the rotation, the previous one.
+    assert delivery.headers["webhook-id"] == record.webhook.id
+    assert delivery.headers["webhook-id"] == delivery.headers["X-Twilio-Jobs-Delivery"]
+    assert abs(int(delivery.headers["webhook-timestamp"]) - time.time()) < 60
+    assert Webhook(WEBHOOK_SECRET).verify(delivery.body, delivery.headers) == sent
+    assert Webhook(PREVIOUS_SECRET.encode()).verify(delivery.body, delivery.headers) == sent
+    assert len(delivery.headers["webhook-signature"].split(" ")) == 2
+    with pytest.raises(WebhookVerificationError):
+        Webhook(b"not-the-secret").verify(delivery.body, delivery.headers)
+    replayed = {**delivery.headers, "webhook-id": f"{job_id}-e99"}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(WEBHOOK_SECRET).verify(delivery.body, replayed)
+    assert verify_webhook(delivery.body, delivery.headers, WEBHOOK_SECRET)
+    assert verify_webhook(delivery.body, delivery.headers, PREVIOUS_SECRET)
+    assert not verify_webhook(delivery.body, replayed, WEBHOOK_SECRET)
+
+    # the earlier header, kept for receivers that check it
     signature = delivery.headers["X-Twilio-Jobs-Signature"]
     assert verify_webhook(delivery.body, signature, WEBHOOK_SECRET)
+    assert verify_webhook(delivery.body, signature, PREVIOUS_SECRET)
     tampered = delivery.body.replace(b'"succeeded"', b'"failed"', 1)
     assert tampered != delivery.body
     assert not verify_webhook(tampered, signature, WEBHOOK_SECRET)
@@ -309,8 +335,49 @@ def test_cancelled_job_goes_to_the_default_callback_url_unsigned(
     assert delivery.event == "job.cancelled"
     assert delivery.json()["status"] == "cancelled"
     assert "X-Twilio-Jobs-Signature" not in delivery.headers
+    assert "webhook-signature" not in delivery.headers
+    assert delivery.headers["webhook-id"] == record.webhook.id
     assert "TWILIO_JOBS_WEBHOOK_SECRET is not set" in proc.log_text()
     assert fake_twilio.created_count == 0
+
+
+def test_the_result_webhook_survives_a_worker_killed_right_after_the_final_write(
+    env: dict[str, str],
+    client: Client,
+    redis_conn: redis.Redis,
+    start_worker: Callable[..., WorkerProcess],
+    fake_twilio: FakeTwilio,
+    receiver: Callable[..., Receiver],
+    tmp_path: Path,
+) -> None:
+    """The worker process is SIGKILLed the moment the script that made the job final returns
+    (tests/faults/sitecustomize.py): the event was written in that same script, so the
+    supervisor's restarted worker delivers it, once."""
+    hook = receiver()
+    mark = tmp_path / "killed-after-final-write"
+    faulty = start_worker(
+        {
+            **env,
+            "PYTHONPATH": str(ROOT / "tests" / "faults"),
+            "TWILIO_JOBS_TEST_FAULT": "kill-after-final",
+            "TWILIO_JOBS_TEST_FAULT_MARK": str(mark),
+        }
+    )
+    job_id = send(client, hook.url())
+    wait_until(mark.exists)
+    assert client.get(job_id).status == "succeeded"
+
+    record = webhook_settles(client, job_id, timeout=60)
+    assert record.webhook.status == "delivered"
+    assert record.webhook.event == "job.succeeded"
+    # nothing is left that could deliver it again
+    wait_until(lambda: redis_conn.zcard(keys.WEBHOOK_SCHEDULE) == 0)
+    [delivery] = hook.received()
+    assert delivery.event == "job.succeeded"
+    assert delivery.headers["webhook-id"] == record.webhook.id
+    assert Webhook(WEBHOOK_SECRET).verify(delivery.body, delivery.headers)["status"] == "succeeded"
+    assert "worker exited" in faulty.log_text()  # it was killed, and started again
+    assert fake_twilio.created_count == 1
 
 
 # -- Twilio status callbacks, sent by the fake Twilio to the API served on loopback

@@ -22,6 +22,60 @@ def test_compose_redis_is_persistent_and_checked() -> None:
     assert services["api"]["build"] == services["worker"]["build"] == "."
 
 
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+
+
+def test_compose_passes_settings_through_an_optional_env_file() -> None:
+    """Settings come from `.env` (compose starts without one): the Twilio credentials and the
+    pacing settings, which the environment list does not name, included. Nothing passes an
+    empty secret that would count as set (empty is unset, twilio_jobs.settings)."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    example = (ROOT / ".env.example").read_text()
+    names = {
+        line.split("=", 1)[0] for line in example.splitlines() if "=" in line and line[0] != "#"
+    }
+    assert {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_JOBS_SECRET_KEY"} <= names
+    assert {"TWILIO_JOBS_WEBHOOK_SECRET_PREVIOUS", "TWILIO_JOBS_SECRET_KEY_PREVIOUS"} <= names
+    assert {"TWILIO_JOBS_ACCOUNT_MAX_IN_FLIGHT", "TWILIO_JOBS_SENDER_RATES"} <= names
+    for name in ("api", "worker"):
+        service = services[name]
+        assert service["env_file"] == [{"path": ".env", "required": False}], name
+        environment = service["environment"]
+        assert environment["REDIS_URL"] == "redis://redis:6379/0"
+        assert "TWILIO_AUTH_TOKEN" not in environment  # from .env, not overridden here
+        for value in environment.values():
+            assert value != "", name
+
+
+def test_an_example_env_file_gives_the_default_settings() -> None:
+    from twilio_jobs.settings import Settings
+
+    settings = Settings(_env_file=ROOT / ".env.example")  # type: ignore[call-arg]
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.webhook_secret is None and settings.twilio_auth_token is None
+    assert settings.model_dump() == defaults.model_dump()
+
+
+def test_compose_worker_is_health_checked_and_stops_gracefully() -> None:
+    from twilio_jobs.settings import Settings
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    worker = services["worker"]
+    check = worker["healthcheck"]
+    assert check["test"][0] == "CMD-SHELL"
+    assert "celery -A worker inspect ping" in check["test"][1]
+    assert '"celery@$$HOSTNAME"' in check["test"][1]  # this container's worker, not any
+    assert _seconds(check["timeout"]) < _seconds(check["interval"])
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    call = defaults.connect_timeout + defaults.read_timeout
+    webhook = 3 * defaults.webhook_timeout
+    assert _seconds(worker["stop_grace_period"]) > max(call, webhook)
+    # the API lets a long poll (GET ?wait=, up to max_wait) answer before it stops
+    assert _seconds(services["api"]["stop_grace_period"]) > defaults.max_wait
+
+
 def test_compose_config_is_accepted() -> None:
     binary = shutil.which("docker-compose")
     if binary is None:
@@ -31,11 +85,16 @@ def test_compose_config_is_accepted() -> None:
     subprocess.run([binary, "config", "-q"], cwd=ROOT, check=True)
 
 
-def test_producer_does_not_import_worker_or_twilio() -> None:
+def test_producer_does_not_import_worker_or_twilios_client() -> None:
+    """The API checks Twilio's signatures with twilio-python's RequestValidator (which needs
+    only the standard library), and imports nothing else of twilio, nor the worker."""
     code = (
         "import sys, twilio_jobs.client, producer.api\n"
-        "bad = [m for m in sys.modules if m in ('worker', 'twilio') or m.startswith(('worker.', 'twilio.'))]\n"
+        "allowed = {'twilio', 'twilio.request_validator'}\n"
+        "bad = [m for m in sys.modules if m == 'worker' or m.startswith('worker.')\n"
+        "       or (m.split('.')[0] == 'twilio' and m not in allowed)]\n"
         "assert not bad, bad\n"
+        "assert 'twilio.request_validator' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 

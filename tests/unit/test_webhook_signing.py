@@ -1,4 +1,5 @@
-"""Signatures both ways: ours on result webhooks, Twilio's on status callbacks; and the retry
+"""Our signatures on result webhooks (the earlier X-Twilio-Jobs-Signature form here, Standard
+Webhooks in test_standard_webhooks.py), the StatusCallback the worker adds, and the retry
 policy's reach."""
 
 from __future__ import annotations
@@ -6,19 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from twilio.request_validator import RequestValidator
 
 from twilio_jobs import verify_webhook
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.schemas import JobKind
 from twilio_jobs.settings import Settings
 from twilio_jobs.signing import sign_webhook
-from twilio_jobs.status_callbacks import (
-    callback_token,
-    twilio_signature,
-    valid_twilio_signature,
-    with_status_callback,
-)
+from twilio_jobs.status_callbacks import callback_token, with_status_callback
 from worker.handlers import backoff
 
 SECRET = "whsec-test-0123456789"
@@ -61,56 +56,6 @@ def test_malformed_header_is_rejected(header: str | None) -> None:
 def test_any_of_several_signatures_may_match() -> None:
     good = sign_webhook(BODY, SECRET, NOW).split("v1=")[1]
     assert verify_webhook(BODY, f"t={NOW},v1={'0' * 64},v1={good}", SECRET, now=NOW)
-
-
-# -- Twilio's X-Twilio-Signature, checked against twilio-python's own validator
-
-
-URL = "https://jobs.example.com/api/twilio/status/abc?token=t0k"
-PARAMS = {
-    "MessageSid": "SM123",
-    "MessageStatus": "delivered",
-    "AccountSid": "AC123",
-    "To": "+14155550100",
-    "From": "+15005550006",
-    "Body": "héllo & goodbye",
-}
-
-
-def test_twilio_signature_matches_twilio_python() -> None:
-    validator = RequestValidator("auth-token")
-    expected = validator.compute_signature(URL, PARAMS)
-    assert twilio_signature(URL, PARAMS.items(), "auth-token") == expected
-    assert valid_twilio_signature(URL, list(PARAMS.items()), "auth-token", expected)
-
-
-def test_twilio_signature_rejects_changes() -> None:
-    signature = RequestValidator("auth-token").compute_signature(URL, PARAMS)
-    changed = {**PARAMS, "MessageStatus": "failed"}
-    assert not valid_twilio_signature(URL, list(changed.items()), "auth-token", signature)
-    assert not valid_twilio_signature(URL, list(PARAMS.items()), "other-token", signature)
-    assert not valid_twilio_signature(URL + "x", list(PARAMS.items()), "auth-token", signature)
-    assert not valid_twilio_signature(URL, list(PARAMS.items()), "auth-token", None)
-
-
-def test_twilio_signature_accepts_the_url_with_or_without_port() -> None:
-    with_port = URL.replace("jobs.example.com", "jobs.example.com:443")
-    signature = RequestValidator("auth-token").compute_signature(with_port, PARAMS)
-    assert valid_twilio_signature(URL, list(PARAMS.items()), "auth-token", signature)
-    local = "http://127.0.0.1:8123/api/twilio/status/abc?token=t"
-    signature = RequestValidator("auth-token").compute_signature(local, PARAMS)
-    assert valid_twilio_signature(local, list(PARAMS.items()), "auth-token", signature)
-
-
-def test_twilio_signature_with_repeated_parameters() -> None:
-    pairs = [("MediaUrl", "https://b.example/2"), ("MediaUrl", "https://a.example/1"), ("X", "")]
-    text = URL + "MediaUrlhttps://a.example/1MediaUrlhttps://b.example/2X"
-    import base64
-    import hashlib
-    import hmac
-
-    expected = base64.b64encode(hmac.new(b"tok", text.encode(), hashlib.sha1).digest()).decode()
-    assert twilio_signature(URL, pairs, "tok") == expected
 
 
 # -- the StatusCallback the worker adds

@@ -1,4 +1,6 @@
--- delivery_status: a Twilio status callback's delivery status, never moving backwards.
+-- delivery_status: a Twilio status callback's delivery status, never moving backwards, and
+-- its `delivery.<status>` webhook event in the same step.
+-- include: outbox
 -- KEYS[1] job hash
 -- ARGV[1] status   ARGV[2] its rank   ARGV[3] error code ('' for none)   ARGV[4] now (ISO)
 -- ARGV[5] the callback's SID ('' for none)
@@ -10,4 +12,5 @@ if f[2] and tonumber(f[2]) >= tonumber(ARGV[2]) then return 'stale' end
 redis.call('HSET', KEYS[1], 'deliveryStatus', ARGV[1], 'deliveryRank', ARGV[2],
            'updatedAt', ARGV[4])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'errorCode', ARGV[3]) end
+tj_emit(KEYS[1], 'delivery.' .. ARGV[1])
 return 'ok'

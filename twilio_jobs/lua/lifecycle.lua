@@ -1,10 +1,13 @@
--- lifecycle: the one status change of a job, and the counters kept with it.
+-- lifecycle: the one status change of a job, and the counters and webhook events kept with it.
+-- include: outbox
 -- Included by every script that changes a job's status. TJ_MOVES, TJ_FINAL and the tj_key_*
 -- functions are generated from twilio_jobs.lifecycle and twilio_jobs.keys.
 --
 -- tj_move(job_key, old, new): move the job from `old` (its status as the script read it) to
 -- `new`. A move the transition table does not allow raises an error; callers call it before
--- any other write, so a refused move leaves the job as it was. Keeps the campaign counters:
+-- any other write, so a refused move leaves the job as it was. A move to a final state queues
+-- the `job.<status>` webhook event, written (lua/outbox.lua) once the script's writes are
+-- done, in the same atomic step. Keeps the campaign counters:
 -- one field per status, `final`, `error:<code>` of jobs that ended failed or suppressed, and a
 -- 60-slot ring of successful sends per second (`s<slot>` = the second, `r<slot>` = the count).
 -- tj_delivery(job_key, old, new) does the same for Twilio's delivery statuses.
@@ -60,6 +63,7 @@ local function tj_move(job_key, old, new)
   if old then redis.call('HINCRBY', TJ_KEY_STATS, 'status:' .. old, -1) end
   redis.call('HINCRBY', TJ_KEY_STATS, 'status:' .. new, 1)
   if TJ_FINAL[new] then redis.call('HINCRBY', TJ_KEY_STATS, 'ended:' .. new, 1) end
+  if TJ_FINAL[new] then tj_event(job_key, 'job.' .. new) end
 end
 
 local function tj_delivery(job_key, old, new)
