@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from producer import middleware
 from producer.routes import accounts, campaigns, health, jobs, metrics, sends, webhooks
 from producer.twilio_signatures import signed_by_twilio
+from twilio_jobs import tracing
 from twilio_jobs.client import Client
 from twilio_jobs.schemas import ERROR_RESPONSES
 from twilio_jobs.settings import Settings, get_settings
@@ -34,6 +35,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None, client: Client | None = None) -> FastAPI:
     settings = settings or get_settings()
+    tracing.configure_from_env("twilio-jobs-api")
     client = client or Client(settings)
     app = FastAPI(
         title="twilio-jobs",

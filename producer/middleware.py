@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from twilio_jobs import tracing
 from twilio_jobs.client import describe_errors
 from twilio_jobs.errors import PayloadTooLarge, TwilioJobsError
 from twilio_jobs.schemas import error_envelope
@@ -108,8 +109,12 @@ class AccessLog:
                 message = {**message, "headers": headers}
             await send(message)
 
+        parent = dict(scope["headers"]).get(b"traceparent", b"").decode("latin-1")
+        name = f"{scope['method']} {scope['path']}"
+        attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
         try:
-            await self.app(scope, receive, send_with_id)
+            with tracing.span(name, parent=parent, kind="server", attributes=attributes):
+                await self.app(scope, receive, send_with_id)
         finally:
             self.log.info(
                 "%s %s %s",

@@ -39,6 +39,7 @@ class Claim:
     last_error: Mapping[str, Any] | None = None
     until: float = 0.0
     created_at: str = ""  # ISO 8601, when the job was accepted
+    trace: str = ""  # the accepting request's traceparent (twilio_jobs.tracing)
 
 
 class Ledger:
@@ -92,6 +93,7 @@ class Ledger:
             campaign_id=reply[8],
             last_error=json.loads(reply[9]) if reply[9] else None,
             created_at=reply[10] if len(reply) > 10 else "",
+            trace=reply[11] if len(reply) > 11 else "",
         )
 
     def settle(

@@ -21,7 +21,7 @@ from typing import Any
 
 from redis import Redis
 
-from twilio_jobs import keys, lifecycle, scripts
+from twilio_jobs import keys, lifecycle, scripts, tracing
 from twilio_jobs.lifecycle import JobStatus, is_final
 from twilio_jobs.schemas import JobKind, JobRecord
 
@@ -98,6 +98,9 @@ class JobStore:
             fields["campaignId"] = campaign_id
         if request_id:
             fields["requestId"] = request_id
+        trace = tracing.carrier()  # the accepting request's span: the worker's parent
+        if trace:
+            fields["trace"] = trace
         return fields
 
     def write(self, pipe: Any, job_id: str, fields: Mapping[str, str]) -> None:

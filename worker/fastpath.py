@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import redis
 from redis import asyncio as aioredis
 
-from twilio_jobs import keys
+from twilio_jobs import keys, tracing
 from twilio_jobs.ledger import Claim
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
 from twilio_jobs.pacing.wait import FIRST_STEP
@@ -39,7 +39,7 @@ from twilio_jobs.store import now_iso
 from twilio_jobs.twilio.api import AsyncTwilioApi
 from worker import metrics
 from worker.errors import SendError
-from worker.handlers import Runtime, finish, hand_back, queued_for, run_claimed
+from worker.handlers import Runtime, finish, hand_back, queued_for, run_claimed, span_attrs
 from worker.transport import AioTransport
 
 log = logging.getLogger("twilio_jobs.fastpath")
@@ -205,28 +205,39 @@ class FastPath:
             token = self._token(claim.cred) if claim.mode == "send" else ""
             if not token:
                 return await self.in_thread(run_claimed, job_id, claim, rt)
-            kind = JobKind(claim.kind)
-            params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher, kind)
-            lane = Lane.of(kind, claim.account_sid, params, claim.campaign_id, rt.settings)
-            pump = self.pumps.get(lane)
-            if pump is None:
-                pump = self.pumps[lane] = LanePump(self, lane)
-            waited = time.monotonic()
-            grant = await pump.turn()
-            metrics.PACING_WAIT.labels("batch").observe(time.monotonic() - waited)
-            if not grant.leases:
-                return await self.in_thread(hand_back, job_id, claim, rt, lane, grant)
-            queued_for(claim, rt.clock())
-            if grant.starts[0] > 0:
-                await asyncio.sleep(grant.starts[0])
-            outcome: dict[str, Any] | SendError
-            try:
-                outcome = await self.gateway.create(kind, claim.account_sid, token, params)
-            except SendError as exc:
-                outcome = exc
-            finally:
-                pump.release(grant.leases)
-            return await self.in_thread(finish, job_id, claim, rt, outcome)
+            with tracing.span(
+                "twilio_jobs.send",
+                parent=claim.trace,
+                kind="consumer",
+                attributes=span_attrs(job_id, claim),
+            ):
+                return await self._send(job_id, claim, token)
+
+    async def _send(self, job_id: str, claim: Claim, token: str) -> str:
+        """Wait for pacing, create, record the outcome."""
+        rt = self.rt
+        kind = JobKind(claim.kind)
+        params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher, kind)
+        lane = Lane.of(kind, claim.account_sid, params, claim.campaign_id, rt.settings)
+        pump = self.pumps.get(lane)
+        if pump is None:
+            pump = self.pumps[lane] = LanePump(self, lane)
+        waited = time.monotonic()
+        grant = await pump.turn()
+        metrics.PACING_WAIT.labels("batch").observe(time.monotonic() - waited)
+        if not grant.leases:
+            return await self.in_thread(hand_back, job_id, claim, rt, lane, grant)
+        queued_for(claim, rt.clock())
+        if grant.starts[0] > 0:
+            await asyncio.sleep(grant.starts[0])
+        outcome: dict[str, Any] | SendError
+        try:
+            outcome = await self.gateway.create(kind, claim.account_sid, token, params)
+        except SendError as exc:
+            outcome = exc
+        finally:
+            pump.release(grant.leases)
+        return await self.in_thread(finish, job_id, claim, rt, outcome)
 
     def _token(self, cred: str) -> str:
         """The plaintext token ("" when it cannot be had: the synchronous path fails the job).

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from twilio_jobs import keys, logs
+from twilio_jobs import keys, logs, tracing
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import CREDENTIALS_REQUIRED
 from twilio_jobs.gates import SUPPRESSED_CODE, Gates
@@ -66,6 +66,25 @@ def run_job(job_id: str, rt: Runtime) -> str:
 
 
 def run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
+    with tracing.span(
+        "twilio_jobs.send",
+        parent=claim.trace,
+        kind="consumer",
+        attributes=span_attrs(job_id, claim),
+    ):
+        return _run_claimed(job_id, claim, rt)
+
+
+def span_attrs(job_id: str, claim: Claim) -> dict[str, Any]:
+    return {
+        "twilio_jobs.job_id": job_id,
+        "twilio_jobs.kind": claim.kind,
+        "twilio_jobs.attempt": claim.attempts,
+        "twilio_jobs.campaign_id": claim.campaign_id,
+    }
+
+
+def _run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
     if claim.mode in ("missing", "final", "paused"):
         return claim.mode
     if claim.mode in ("cancelled", "suppressed"):

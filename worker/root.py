@@ -9,7 +9,7 @@ import threading
 
 from redis import Redis
 
-from twilio_jobs import keys
+from twilio_jobs import keys, tracing
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.gates import Gates
@@ -36,6 +36,7 @@ class Root:
         if settings.webhook_secret is None:
             log.warning("TWILIO_JOBS_WEBHOOK_SECRET is not set: webhooks are unsigned")
         self.settings = settings
+        tracing.configure_from_env("twilio-jobs-worker")
         # Task messages go out through the same dispatcher as the producer's (by task name).
         self.dispatcher = Dispatcher(settings)
         redis = self.redis()

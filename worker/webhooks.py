@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from twilio_jobs import keys, tracing
 from twilio_jobs.errors import WebhookError, WebhookRefused
 from twilio_jobs.outbox import Claimed, Outbox
 from twilio_jobs.settings import Settings
@@ -96,6 +97,19 @@ def deliver(delivery_id: str, rt: WebhookRuntime) -> str:
     claimed = rt.outbox.claim(delivery_id, rt.clock(), rt.lease_seconds)
     if isinstance(claimed, str):
         return claimed
+    parent = ""
+    if tracing.enabled():  # the job's trace: the webhook is its last step
+        parent = str(rt.outbox.redis.hget(keys.job(claimed.job_id), "trace") or "")
+    attributes = {
+        "twilio_jobs.job_id": claimed.job_id,
+        "twilio_jobs.event": claimed.event,
+        "twilio_jobs.attempt": claimed.attempts,
+    }
+    with tracing.span("twilio_jobs.webhook", parent=parent, kind="client", attributes=attributes):
+        return _attempt(delivery_id, claimed, rt)
+
+
+def _attempt(delivery_id: str, claimed: Claimed, rt: WebhookRuntime) -> str:
     try:
         status = post(claimed, rt)
     except WebhookRefused as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from twilio_jobs import tracing
 from twilio_jobs.errors import AmbiguousError, PermanentError
 from twilio_jobs.schemas import JobKind
 from twilio_jobs.settings import Settings
@@ -57,6 +58,11 @@ def create_request(
     )
 
 
+def _attrs(req: wire.Request) -> dict[str, Any]:
+    """The span of a Twilio request: method and URL (no credentials are in either)."""
+    return {"http.request.method": req.method, "url.full": req.url.split("?", 1)[0]}
+
+
 class TwilioApi:
     def __init__(self, transport: Transport, settings: Settings) -> None:
         self.transport = transport
@@ -66,8 +72,10 @@ class TwilioApi:
         self, kind: JobKind, account_sid: str, token: str, params: Mapping[str, Any]
     ) -> dict[str, Any]:
         """Create the resource; returns it exactly as Twilio returned it."""
-        req = create_request(self.hosts, endpoint(kind), account_sid, token, params)
-        return wire.interpret(req, self.transport.send(req))
+        spec = endpoint(kind)
+        req = create_request(self.hosts, spec, account_sid, token, params)
+        with tracing.span(f"twilio {spec.kind.value}", kind="client", attributes=_attrs(req)):
+            return wire.interpret(req, self.transport.send(req))
 
     def find(
         self,
@@ -141,8 +149,10 @@ class AsyncTwilioApi:
     async def create(
         self, kind: JobKind, account_sid: str, token: str, params: Mapping[str, Any]
     ) -> dict[str, Any]:
-        req = create_request(self.hosts, endpoint(kind), account_sid, token, params)
-        return wire.interpret(req, await self.transport.send(req))
+        spec = endpoint(kind)
+        req = create_request(self.hosts, spec, account_sid, token, params)
+        with tracing.span(f"twilio {spec.kind.value}", kind="client", attributes=_attrs(req)):
+            return wire.interpret(req, await self.transport.send(req))
 
     async def close(self) -> None:
         await self.transport.close()
