@@ -109,11 +109,10 @@ class AccessLog:
                 message = {**message, "headers": headers}
             await send(message)
 
-        parent = dict(scope["headers"]).get(b"traceparent", b"").decode("latin-1")
-        name = f"{scope['method']} {scope['path']}"
-        attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
         try:
-            with tracing.span(name, parent=parent, kind="server", attributes=attributes):
+            if tracing.enabled():
+                await self._traced(scope, receive, send_with_id)
+            else:
                 await self.app(scope, receive, send_with_id)
         finally:
             self.log.info(
@@ -129,6 +128,14 @@ class AccessLog:
                     "durationMs": round((time.perf_counter() - started) * 1000, 2),
                 },
             )
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request as the server span of its trace (a caller's `traceparent` continued)."""
+        parent = dict(scope["headers"]).get(b"traceparent", b"").decode("latin-1")
+        name = f"{scope['method']} {scope['path']}"
+        attributes = {"http.request.method": scope["method"], "url.path": scope["path"]}
+        with tracing.span(name, parent=parent, kind="server", attributes=attributes):
+            await self.app(scope, receive, send)
 
 
 async def our_error(request: Request, exc: Exception) -> JSONResponse:
