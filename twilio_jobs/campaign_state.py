@@ -66,6 +66,7 @@ class CampaignState:
                 "sendRate": rate,
                 "etaSeconds": 0.0 if remaining == 0 else eta,
                 "topErrors": summary["topErrors"],
+                "deliveryErrors": summary["deliveryErrors"],
                 "pacing": current_limit(self.redis, meta.get("accountSid", ""), self.settings, now),
             }
         )

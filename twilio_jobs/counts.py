@@ -18,6 +18,15 @@ from twilio_jobs.lifecycle import JobStatus
 RATE_WINDOW = 10
 
 
+def _top(raw: Mapping[str, str], prefix: str) -> list[dict[str, int]]:
+    """The five most frequent error codes counted under `prefix`."""
+    found = sorted(
+        ((int(k.split(":", 1)[1]), int(v)) for k, v in raw.items() if k.startswith(prefix)),
+        key=lambda item: (-item[1], item[0]),
+    )
+    return [{"code": code, "count": count} for code, count in found[:5] if count > 0]
+
+
 def summarize(raw: Mapping[str, str], now: float | None = None) -> dict[str, Any]:
     """Counts per status and delivery status, top error codes and the recent send rate."""
     now = time.time() if now is None else now
@@ -27,10 +36,7 @@ def summarize(raw: Mapping[str, str], now: float | None = None) -> dict[str, Any
         for k, v in raw.items()
         if k.startswith("delivery:") and int(v) > 0
     }
-    errors = sorted(
-        ((int(k.split(":", 1)[1]), int(v)) for k, v in raw.items() if k.startswith("error:")),
-        key=lambda item: (-item[1], item[0]),
-    )
+    errors = _top(raw, "error:")
     # Whole seconds before the current one, so a half-elapsed second does not drag it down.
     second = int(now)
     sent = 0
@@ -41,7 +47,8 @@ def summarize(raw: Mapping[str, str], now: float | None = None) -> dict[str, Any
     return {
         "statuses": statuses,
         "delivery": delivery,
-        "topErrors": [{"code": code, "count": count} for code, count in errors[:5] if count > 0],
+        "topErrors": errors,
+        "deliveryErrors": _top(raw, "deliveryError:"),
         "final": int(raw.get("final", 0)),
         "rate": sent / RATE_WINDOW,
     }

@@ -322,6 +322,8 @@ class CampaignStatus(BaseModel):
     """Successful sends per second over the last seconds."""
     etaSeconds: float | None = None
     topErrors: list[ErrorCount]
+    # Error codes of messages and calls Twilio reported failed or undelivered (status callbacks).
+    deliveryErrors: list[ErrorCount] = []
     pacing: Pacing
 
 

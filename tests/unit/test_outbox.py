@@ -187,3 +187,21 @@ def test_enqueue_records_an_event_of_no_script(redis_conn: redis.Redis) -> None:
     assert outbox.enqueue("missing", "job.failed") is None
     _job(redis_conn, "no-url", url=None)
     assert outbox.enqueue("no-url", "job.failed") is None
+
+
+def test_accepted_delivery_statuses_move_the_campaigns_counters(redis_conn: redis.Redis) -> None:
+    """Each accepted status callback moves the campaign's delivery counts (a stale one does
+    not), and a failure's error code is counted."""
+    from twilio_jobs import counts, scripts
+
+    update = scripts.register(redis_conn, "delivery_status")
+    for job_id in ("c1", "c2"):
+        _job(redis_conn, job_id, url=None, status="succeeded", campaignId="camp")
+    args = {"sent": 2, "delivered": 3, "undelivered": 3}
+    for job_id, status in (("c1", "sent"), ("c2", "sent"), ("c1", "delivered")):
+        update(keys=[keys.job(job_id)], args=[status, args[status], "", now_iso(), ""])
+    update(keys=[keys.job("c1")], args=["sent", 2, "", now_iso(), ""])  # stale: no move
+    update(keys=[keys.job("c2")], args=["undelivered", 3, "30003", now_iso(), ""])
+    summary = counts.summarize(redis_conn.hgetall(keys.campaign_counts("camp")))
+    assert summary["delivery"] == {"delivered": 1, "undelivered": 1}
+    assert summary["deliveryErrors"] == [{"code": 30003, "count": 1}]

@@ -10,7 +10,8 @@
 -- done, in the same atomic step. Keeps the campaign counters:
 -- one field per status, `final`, `error:<code>` of jobs that ended failed or suppressed, and a
 -- 60-slot ring of successful sends per second (`s<slot>` = the second, `r<slot>` = the count).
--- tj_delivery(job_key, old, new) does the same for Twilio's delivery statuses.
+-- tj_delivery(job_key, old, new, code) does the same for Twilio's delivery statuses (called by
+-- delivery_status.lua for every accepted status callback), and counts `deliveryError:<code>`.
 -- Every move is also counted in the stats hash (TJ_KEY_STATS) that `GET /metrics` reads:
 -- `status:<s>` jobs in each state now, `ended:<s>` moves into each final state ever.
 
@@ -66,10 +67,11 @@ local function tj_move(job_key, old, new)
   if TJ_FINAL[new] then tj_event(job_key, 'job.' .. new) end
 end
 
-local function tj_delivery(job_key, old, new)
+local function tj_delivery(job_key, old, new, code)
   if old == new then return end
   local counts = tj_counts_key(job_key)
   if not counts then return end
   if old and old ~= '' then redis.call('HINCRBY', counts, 'delivery:' .. old, -1) end
   redis.call('HINCRBY', counts, 'delivery:' .. new, 1)
+  if code and code ~= '' then redis.call('HINCRBY', counts, 'deliveryError:' .. code, 1) end
 end
