@@ -16,6 +16,7 @@ pause/resume/cancel are in `twilio_jobs.campaign_state`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import secrets
@@ -30,7 +31,7 @@ from redis import Redis
 from twilio_jobs import keys, scripts, submission
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
-from twilio_jobs.errors import InvalidRequest
+from twilio_jobs.errors import Conflict, InvalidRequest
 from twilio_jobs.pacing import account_cap, sender_of, sender_rate
 from twilio_jobs.recipients import Template, normalise, segments
 from twilio_jobs.schemas import MAX_BODY, CampaignAccepted, JobKind, JobStatus, twilio_params
@@ -43,6 +44,9 @@ TYPICAL_LATENCY = 0.2
 """Seconds a Twilio create usually takes; bounds the estimate by the in-flight limit."""
 
 Progress = Callable[[int, int], None]
+
+IDEMPOTENT_WAIT = 120.0
+"""Seconds a repeat waits for the first request with its key to be accepted."""
 
 CAMPAIGN_KINDS = frozenset({JobKind.sendSms, JobKind.sendMms, JobKind.makeCall})
 
@@ -96,6 +100,45 @@ class Campaigns:
         self.store = store
         self.cipher = cipher
         self.dispatcher = dispatcher
+
+    def create_once(
+        self,
+        payload: Mapping[str, Any] | CampaignRequest,
+        *,
+        owner: str = "",
+        idempotency_key: str | None = None,
+        progress: Progress | None = None,
+    ) -> tuple[CampaignAccepted, bool]:
+        """`create`, once per idempotency key (the `Idempotency-Key` header or the request's
+        `idempotencyKey`), for 24 hours: the same key with the same request answers with the
+        first answer (and False: nothing new was created); with another request, 409."""
+        request = self._parse(payload)
+        key = idempotency_key or (request.model_extra or {}).get("idempotencyKey")
+        if not key:
+            return self.create(request, owner=owner, progress=progress), True
+        shown = request.model_dump(mode="json", exclude={"accountToken"})
+        shown.pop("idempotencyKey", None)
+        digest = hashlib.sha256(json.dumps(shown, sort_keys=True).encode()).hexdigest()
+        slot = keys.idempotency(owner, f"campaign:{key}")
+        if self.redis.set(slot, f"{digest} pending", nx=True, ex=keys.IDEMPOTENCY_TTL):
+            try:
+                answer = self.create(request, owner=owner, progress=progress)
+            except BaseException:
+                self.redis.delete(slot)
+                raise
+            self.redis.set(slot, f"{digest} {answer.model_dump_json()}", ex=keys.IDEMPOTENCY_TTL)
+            return answer, True
+        deadline = time.monotonic() + IDEMPOTENT_WAIT
+        while True:
+            stored = str(self.redis.get(slot) or "")
+            first, _, body = stored.partition(" ")
+            if stored and first != digest:
+                raise Conflict("Idempotency key was already used with a different request")
+            if body and body != "pending":
+                return CampaignAccepted.model_validate_json(body), False
+            if not stored or time.monotonic() > deadline:
+                raise Conflict("A campaign with this idempotency key is still being accepted")
+            time.sleep(0.05)
 
     def create(
         self,

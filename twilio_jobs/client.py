@@ -316,8 +316,11 @@ class Client:
     def create_campaign(
         self, *, dry_run: bool = False, owner: str = "", **fields: Any
     ) -> CampaignAccepted:
-        """`create_campaign(account_sid=..., from_=..., body="Hi {{name}}", recipients=[...])`"""
-        return self.campaigns.create(submission.camel(fields), owner=owner, dry_run=dry_run)
+        """`create_campaign(account_sid=..., from_=..., body="Hi {{name}}", recipients=[...])`;
+        with `idempotency_key=...`, a repeat returns the first answer."""
+        if dry_run:
+            return self.campaigns.create(submission.camel(fields), owner=owner, dry_run=True)
+        return self.campaigns.create_once(submission.camel(fields), owner=owner)[0]
 
     def campaign_status(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
         return self.campaign_state.status(campaign_id, owner=owner)

@@ -3,9 +3,10 @@
 The client answers with records (`twilio_jobs.schemas`); the routes that declare no response
 model answer with them dumped, so their OpenAPI entries stay as they were."""
 
+from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
 from producer.deps import ClientDep, Owner
@@ -22,13 +23,22 @@ async def create_campaign(
     client: ClientDep,
     response: Response,
     dry_run: Annotated[bool, Query(alias="dryRun")] = False,
+    idempotency_key: Annotated[
+        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)
+    ] = None,
 ) -> CampaignAccepted:
     """Up to 100,000 recipients, `{{name}}` placeholders in `body` filled from each
     recipient's fields. Invalid rows are reported by index and not sent; duplicates are
-    dropped. `?dryRun=true` validates and estimates without sending."""
-    answer = await run_in_threadpool(client.campaigns.create, body, owner=who, dry_run=dry_run)
+    dropped. `?dryRun=true` validates and estimates without sending. With an
+    `Idempotency-Key` (or `idempotencyKey`), a repeat answers 200 with the first answer."""
     if dry_run:
         response.status_code = 200
+        return await run_in_threadpool(client.campaigns.create, body, owner=who, dry_run=True)
+    answer, created = await run_in_threadpool(
+        partial(client.campaigns.create_once, body, owner=who, idempotency_key=idempotency_key)
+    )
+    if not created:
+        response.status_code = 200  # the first answer of this idempotency key
     return answer
 
 

@@ -12,7 +12,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from producer.api import create_app
-from tests.conftest import WorkerProcess, make_settings, service_env, wait_until
+from tests.conftest import SEED_SMS, WorkerProcess, make_settings, service_env, wait_until
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
 from twilio_jobs.client import Client
 
@@ -257,4 +257,36 @@ def test_21610_recipient_is_suppressed_and_never_sent_again(
         from_=SENDER, to=stopped, body="again",
     ).jobId, 20)  # fmt: skip
     assert record.status == "succeeded"
+    jobs.close()
+
+
+def test_a_campaign_idempotency_key_returns_the_same_campaign(
+    fake_twilio: FakeTwilio, redis_conn: redis.Redis
+) -> None:
+    """The same key and request: 200 and the first answer, one campaign written; another
+    request with that key: 409. The Python client keys it the same way."""
+    env = service_env(fake_twilio.url)
+    jobs = Client(make_settings(env))
+    body = {**SEED_SMS, "recipients": [{"to": "+14155550101"}, {"to": "+14155550102"}]}
+    with TestClient(create_app(jobs.settings, jobs)) as api:
+        first = api.post("/api/campaigns", json=body, headers={"Idempotency-Key": "launch-1"})
+        again = api.post("/api/campaigns", json=body, headers={"Idempotency-Key": "launch-1"})
+        other = api.post(
+            "/api/campaigns",
+            json={**body, "body": "other"},
+            headers={"Idempotency-Key": "launch-1"},
+        )
+        in_body = api.post("/api/campaigns", json={**body, "idempotencyKey": "launch-2"})
+        in_body_again = api.post("/api/campaigns", json={**body, "idempotencyKey": "launch-2"})
+    assert (first.status_code, again.status_code, other.status_code) == (202, 200, 409)
+    assert again.json() == first.json() and first.json()["accepted"] == 2
+    assert other.json()["contextWrites"]["to"] == (
+        "Idempotency key was already used with a different request"
+    )
+    assert in_body.status_code == 202 and in_body_again.status_code == 200
+    assert in_body_again.json()["campaignId"] == in_body.json()["campaignId"]
+    fields = {**body, "idempotency_key": "py-1"}
+    assert jobs.create_campaign(**fields).campaignId == jobs.create_campaign(**fields).campaignId
+    campaigns = {k for k in redis_conn.scan_iter("tj:campaign:*") if k.count(":") == 2}
+    assert len(campaigns) == 3
     jobs.close()
