@@ -8,6 +8,7 @@ fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -306,3 +307,31 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
+
+
+@contextlib.contextmanager
+def served_api(env: dict[str, str]) -> Iterator[tuple[str, Client]]:
+    """The API served by uvicorn on a free loopback port, for clients that speak HTTP (the
+    CLIs, Prometheus): yields its base URL and the client library behind it."""
+    import threading
+
+    import uvicorn
+
+    from producer.api import create_app
+
+    jobs = Client(make_settings(env))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(jobs.settings, jobs), port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout=10)
+        yield f"http://127.0.0.1:{port}", jobs
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        jobs.close()

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
-import uvicorn
 
-from producer.api import create_app
 from producer.cli import main
-from tests.conftest import WorkerProcess, make_settings, service_env, wait_until
+from tests.conftest import WorkerProcess, served_api, service_env
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
-from twilio_jobs.client import Client
 
 pytestmark = pytest.mark.integration
 
@@ -23,20 +18,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def api_url(fake_twilio: FakeTwilio, redis_conn: redis.Redis) -> Iterator[str]:
     env = service_env(fake_twilio.url, TWILIO_JOBS_SENDER_RATES='{"+15005550006": 0}')
-    jobs = Client(make_settings(env))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(jobs.settings, jobs), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=10)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    jobs.close()
+    with served_api(env) as (url, _):
+        yield url
 
 
 def test_cli_uploads_a_csv_and_watches_it_finish(

@@ -17,10 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
 
-from producer.api import create_app
-from tests.conftest import SEED_SMS, WorkerProcess, make_settings, service_env, wait_until
+from tests.conftest import SEED_SMS, WorkerProcess, served_api, service_env, wait_until
 from tests.fake_twilio import FakeTwilio
 from tests.services import free_port
 from twilio_jobs.client import Client
@@ -48,18 +46,8 @@ def promtool() -> str:
 @pytest.fixture
 def api(fake_twilio: FakeTwilio, redis_conn: redis.Redis) -> Iterator[tuple[str, Client]]:
     env = service_env(fake_twilio.url, TWILIO_JOBS_SENDER_RATES='{"+15005550006": 0}')
-    jobs = Client(make_settings(env))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(jobs.settings, jobs), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=10)
-    yield f"127.0.0.1:{port}", jobs
-    server.should_exit = True
-    thread.join(timeout=10)
-    jobs.close()
+    with served_api(env) as (url, jobs):
+        yield url.removeprefix("http://"), jobs
 
 
 @pytest.fixture

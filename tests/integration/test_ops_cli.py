@@ -4,19 +4,15 @@ tables for people, the API's own error text and exit 1 on errors."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-import uvicorn
 
-from producer.api import create_app
 from producer.cli import main
-from tests.conftest import SEED_SMS, WorkerProcess, make_settings, service_env, wait_until
+from tests.conftest import SEED_SMS, WorkerProcess, served_api, service_env
 from tests.fake_twilio import DEFAULT_AUTH_TOKEN, FakeTwilio
-from tests.services import free_port
 from twilio_jobs.client import Client
 from twilio_jobs.schemas import JobKind
 
@@ -29,18 +25,8 @@ def served(
 ) -> Iterator[tuple[str, Client]]:
     env = service_env(fake_twilio.url, TWILIO_JOBS_SENDER_RATES='{"+15005550006": 0}')
     start_worker(env, concurrency=None)
-    jobs = Client(make_settings(env))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(jobs.settings, jobs), port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=10)
-    yield f"http://127.0.0.1:{port}", jobs
-    server.should_exit = True
-    thread.join(timeout=10)
-    jobs.close()
+    with served_api(env) as served:
+        yield served
 
 
 def cli(capsys: pytest.CaptureFixture[str], url: str, *args: str) -> tuple[int, str, str]:
