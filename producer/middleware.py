@@ -3,8 +3,8 @@ envelope, never with a traceback or a 500 for bad input."""
 
 import logging
 import re
+import secrets
 import time
-import uuid
 
 import redis
 from fastapi import FastAPI, Request
@@ -96,7 +96,7 @@ class AccessLog:
             return
         started = time.perf_counter()
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if REQUEST_ID.match(given) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
 

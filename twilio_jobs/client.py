@@ -152,6 +152,7 @@ class Client:
         try:
             pipe = self.redis.pipeline(transaction=True)
             self.store.write(pipe, job_id, fields)
+            self.store.count_created(pipe, [status.value])
             # Scheduled jobs wait in the schedule; the others get a watchdog entry there, so a
             # task message lost by the broker (a worker killed between taking it and recording
             # it as unacked) is handed out again. The ledger makes the spare delivery harmless.

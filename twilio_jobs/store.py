@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,7 +108,13 @@ class JobStore:
         key = keys.job(job_id)
         pipe.hset(key, mapping=dict(fields))
         pipe.expire(key, self.ttl)
-        pipe.hincrby(keys.STATS, f"status:{fields['status']}", 1)
+
+    @staticmethod
+    def count_created(pipe: Any, statuses: Iterable[str]) -> None:
+        """Count new records in the stats hash that `tj_move` keeps (`keys.STATS`): one
+        command per status, however many jobs the pipeline writes."""
+        for status, n in Counter(statuses).items():
+            pipe.hincrby(keys.STATS, f"status:{status}", n)
 
     def raw(self, job_id: str) -> dict[str, str]:
         return self.redis.hgetall(keys.job(job_id))  # type: ignore[return-value]

@@ -52,6 +52,7 @@ class JobWriter:
                 for job_id, fields, _ in batch:
                     self.store.write(pipe, job_id, fields)
                     self.store.schedule(pipe, job_id, watchdog)
+                self.store.count_created(pipe, (fields["status"] for _, fields, _ in batch))
                 self.dispatcher.queue_in(pipe, [job_id for job_id, _, _ in batch])
                 try:
                     await pipe.execute()

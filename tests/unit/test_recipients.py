@@ -82,3 +82,20 @@ def test_template() -> None:
 )
 def test_segments(body: str, expected: tuple[str, int]) -> None:
     assert segments(body) == expected
+
+
+def test_check_to_gives_the_answer_of_the_one_rule() -> None:
+    """The single-send fast path (possible or not) agrees with `normalise` everywhere."""
+    import random
+
+    from twilio_jobs.recipients import check_to, normalise
+
+    rng = random.Random(7)
+    samples = ["+14155550100", "+1415555010", "+150055444006", "+447911123456", "+8613800138000",
+               "+9999999", "+10155550100", "+3906698", "client:alice", "+"]  # fmt: skip
+    for _ in range(20000):
+        size = rng.randint(3, 16)
+        samples.append(f"+{rng.randint(1, 9)}{rng.randrange(10 ** (size - 1)):0{size - 1}d}")
+    for to in samples:
+        expected = normalise(to, None).reason if to.startswith("+") else ""
+        assert check_to(to) == expected, to
