@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import redis
-from redis import asyncio as aioredis
 
-from twilio_jobs import keys
+from twilio_jobs import connections, keys
 from twilio_jobs.ledger import Claim
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
 from twilio_jobs.schemas import JobKind
@@ -184,7 +183,7 @@ class FastPath:
             connect_timeout=s.connect_timeout,
             read_timeout=s.read_timeout,
         )
-        self.redis = aioredis.Redis.from_url(
+        self.redis = connections.async_redis_client(
             s.store_url, decode_responses=True, max_connections=64, health_check_interval=10
         )
         self.pacer = Pacer(self.redis, s)
