@@ -123,8 +123,9 @@ class Client:
             replicate = self.settings.store_min_replicas > 0
             queued = not due and not replicate and self.dispatcher.queue_in(pipe, [job_id])
             pipe.execute()
-            if replicate:
-                self._replicated(job_id)
+            if replicate and not self._replicated():
+                self._forget(job_id, owner, key)
+                raise ServiceUnavailable(REPLICAS_SHORT)
             if not due and not queued:
                 self.dispatcher.send([job_id])
         except ServiceUnavailable:
@@ -169,16 +170,12 @@ class Client:
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
         return Submission(job_id, JobStatus.queued, created=True)
 
-    def _replicated(self, job_id: str) -> None:
+    def _replicated(self) -> bool:
         """TWILIO_JOBS_STORE_MIN_REPLICAS: a job is accepted only once that many replicas hold
         it, so that a failover cannot lose it; its task message goes out after that. Short of
-        it, the job (which no worker can have yet) is cancelled and the caller gets a 503."""
+        it, the job (which no worker can have yet) is removed and the caller gets a 503."""
         wanted = self.settings.store_min_replicas
-        if connections.replicas_acked(self.redis, wanted) >= wanted:
-            return
-        ended = lifecycle.ending(lifecycle.CANCELLED)
-        self.store.cancel(job_id, ended["error"], ended["result"])
-        raise ServiceUnavailable(REPLICAS_SHORT)
+        return connections.replicas_acked(self.redis, wanted) >= wanted
 
     def _writer(self) -> JobWriter:
         """The coalescing writer of the running event loop (its connections belong to it)."""

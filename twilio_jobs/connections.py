@@ -17,6 +17,10 @@ query parameter: `sentinel://host:26379;sentinel://host2:26379/0?master_name=mym
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -24,7 +28,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-from redis.sentinel import Sentinel
+from redis.asyncio.sentinel import SentinelManagedConnection as AsyncSentinelManagedConnection
+from redis.exceptions import RedisError
+from redis.sentinel import Sentinel, SentinelManagedConnection
 
 from twilio_jobs import keys
 
@@ -34,6 +40,7 @@ REDIS_SCHEMES = frozenset({"redis", "rediss", "unix", *SENTINEL_SCHEMES, KOMBU_S
 """Every URL scheme that names a Redis (the broker too: task messages are then written
 straight to its lists, twilio_jobs.dispatch)."""
 SENTINEL_PORT = 26379
+log = logging.getLogger("twilio_jobs.connections")
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,125 @@ def _host_port(text: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or SENTINEL_PORT
 
 
+# -- following the master ----------------------------------------------------------------------
+#
+# redis-py finds the master through the sentinels when it opens a connection, and leaves an open
+# one where it is. After a failover that the sentinels start while the old master still runs
+# (`SENTINEL FAILOVER`, a partition), the old master accepts writes until the sentinels turn it
+# into a replica, about ten seconds later, and those writes are then lost. So every process
+# listens for the sentinels' `+switch-master` announcement, and each connection made before it
+# is closed and opened again (on the new master) before its next command.
+
+
+class Topology:
+    """How many times the sentinels announced a new master for this target."""
+
+    _all: dict[SentinelTarget, Topology] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, target: SentinelTarget) -> None:
+        self.target = target
+        self.generation = 0
+        self._announced: tuple[float, tuple[str, int]] | None = None
+        self._pid = -1
+
+    def announced(self) -> tuple[str, int] | None:
+        """The master last announced, for ANNOUNCED_FOR seconds: the sentinels tell each other
+        in their hello messages, every 2 s, and until then one may name the old master."""
+        announced = self._announced
+        if announced is None or time.monotonic() - announced[0] > ANNOUNCED_FOR:
+            return None
+        return announced[1]
+
+    @classmethod
+    def of(cls, target: SentinelTarget) -> Topology:
+        with cls._lock:
+            topology = cls._all.get(target)
+            if topology is None:
+                topology = cls._all[target] = cls(target)
+            if topology._pid != os.getpid():  # new, or in a forked child: its threads are gone
+                topology._pid = os.getpid()
+                for host, port in target.sentinels:
+                    threading.Thread(
+                        target=topology._listen,
+                        args=(host, port),
+                        name=f"twilio-jobs-sentinel-{port}",
+                        daemon=True,
+                    ).start()
+            return topology
+
+    def _listen(self, host: str, port: int) -> None:
+        while True:
+            try:
+                conn = Redis(host=host, port=port, socket_connect_timeout=2, decode_responses=True)
+                pubsub = conn.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                pubsub.subscribe(SWITCH_MASTER)
+                for message in pubsub.listen():
+                    # `<master-name> <old-ip> <old-port> <new-ip> <new-port>`
+                    words = str(message.get("data", "")).split()
+                    if len(words) == 5 and words[0] == self.target.master:
+                        address = (words[3], int(words[4]))
+                        if self._announced is None or self._announced[1] != address:
+                            log.warning(
+                                "sentinel %s:%s: the master is now %s", host, port, words[3:]
+                            )
+                        self._announced = (time.monotonic(), address)
+                        self.generation += 1
+            except (RedisError, OSError):
+                time.sleep(1.0)
+
+
+SWITCH_MASTER = "+switch-master"
+ANNOUNCED_FOR = 10.0
+
+
+class _Following(SentinelManagedConnection):
+    def __init__(self, *, topology: Topology, **options: Any) -> None:
+        self.topology = topology
+        self.generation = topology.generation
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self.generation != self.topology.generation:
+            self.generation = self.topology.generation
+            self.disconnect()  # type: ignore[no-untyped-call]
+        if not self._sock:
+            # Through the sentinels: redis-py's send would reopen the last address.
+            self.connect()  # type: ignore[no-untyped-call]
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+    def _connect_retry(self) -> None:
+        announced = self.topology.announced()
+        if self._sock or announced is None:
+            super()._connect_retry()  # type: ignore[no-untyped-call]
+            return
+        self.connection_pool.master_address = announced
+        self.connect_to(announced)  # type: ignore[no-untyped-call]
+
+
+class _AsyncFollowing(AsyncSentinelManagedConnection):
+    def __init__(self, *, topology: Topology, **options: Any) -> None:
+        self.topology = topology
+        self.generation = topology.generation
+        super().__init__(**options)  # type: ignore[no-untyped-call]
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        if self.generation != self.topology.generation:
+            self.generation = self.topology.generation
+            await self.disconnect()
+        if not self.is_connected:
+            await self.connect()  # type: ignore[no-untyped-call]
+        await super().send_packed_command(command, check_health)
+
+    async def _connect_retry(self) -> None:
+        announced = self.topology.announced()
+        if self._reader or announced is None:
+            await super()._connect_retry()  # type: ignore[no-untyped-call]
+            return
+        self.connection_pool.master_address = announced
+        await self.connect_to(announced)  # type: ignore[no-untyped-call]
+
+
 def redis_client(url: str, **options: Any) -> Redis:
     """A redis-py client for `url`; `options` go to its connection pool."""
     target = sentinel_target(url)
@@ -115,7 +241,10 @@ def redis_client(url: str, **options: Any) -> Redis:
         list(target.sentinels), sentinel_kwargs=target.sentinel_options(options)
     )
     client: Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        target.master, **target.master_options(options)
+        target.master,
+        connection_class=_Following,
+        topology=Topology.of(target),
+        **target.master_options(options),
     )
     return client
 
@@ -128,7 +257,12 @@ def async_redis_client(url: str, **options: Any) -> AsyncRedis:
     sentinel = AsyncSentinel(  # type: ignore[no-untyped-call]
         list(target.sentinels), sentinel_kwargs=target.sentinel_options(options)
     )
-    client: AsyncRedis = sentinel.master_for(target.master, **target.master_options(options))
+    client: AsyncRedis = sentinel.master_for(
+        target.master,
+        connection_class=_AsyncFollowing,
+        topology=Topology.of(target),
+        **target.master_options(options),
+    )
     return client
 
 

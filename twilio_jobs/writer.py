@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis as AsyncRedis
 
-from twilio_jobs import connections, lifecycle
+from twilio_jobs import connections, keys
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
 from twilio_jobs.store import JobStore
@@ -84,16 +84,13 @@ class JobWriter:
     async def _replicated(self, job_ids: list[str]) -> None:
         """TWILIO_JOBS_STORE_MIN_REPLICAS: one WAIT for the whole batch, then its task messages
         (see Client._replicated). Short of it, the batch's jobs (which no worker can have yet)
-        are cancelled and their requests get a 503."""
-        if await connections.areplicas_acked(self.redis, self.min_replicas) < self.min_replicas:
-            ended = lifecycle.ending(lifecycle.CANCELLED)
-
-            def cancel() -> None:
-                for job_id in job_ids:
-                    self.store.cancel(job_id, ended["error"], ended["result"])
-
-            await asyncio.to_thread(cancel)
-            raise ServiceUnavailable(REPLICAS_SHORT)
+        are removed and their requests get a 503."""
         pipe = self.redis.pipeline(transaction=False)
+        if await connections.areplicas_acked(self.redis, self.min_replicas) < self.min_replicas:
+            for job_id in job_ids:
+                pipe.delete(keys.job(job_id))
+            pipe.zrem(keys.SCHEDULE, *job_ids)
+            await pipe.execute()
+            raise ServiceUnavailable(REPLICAS_SHORT)
         self.dispatcher.queue_in(pipe, job_ids)
         await pipe.execute()

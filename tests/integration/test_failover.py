@@ -27,12 +27,14 @@ from tests.conftest import (
     require_redis,
     service_env,
     statuses,
+    wait_quiet,
     wait_until,
 )
 from tests.fake_twilio import FakeTwilio
 from tests.services import SentinelCluster
 from twilio_jobs.client import Client
-from twilio_jobs.errors import REPLICAS_SHORT
+from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
+from twilio_jobs.schemas import JobKind
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +83,9 @@ class Traffic:
         return [a for a in self.answers if a[1] != 202]
 
 
+@pytest.mark.parametrize("how", ["master-killed", "sentinel-failover"])
 def test_sentinel_failover_under_traffic(
+    how: str,
     cluster: SentinelCluster,
     fake_twilio: FakeTwilio,
     start_worker: Callable[..., WorkerProcess],
@@ -100,7 +104,10 @@ def test_sentinel_failover_under_traffic(
         old_port = cluster.master_port()
         assert old_port is not None
         killed_at = time.monotonic()
-        cluster.server(old_port).kill()
+        if how == "master-killed":
+            cluster.server(old_port).kill()
+        else:  # the old master runs on until the sentinels make it a replica
+            cluster.sentinel().execute_command("SENTINEL", "FAILOVER", cluster.MASTER)
         wait_until(lambda: cluster.master_port() not in (None, old_port), timeout=60, interval=0.1)
         switched = time.monotonic() - killed_at
         # Accepting again: 100 more jobs after the switch.
@@ -128,14 +135,22 @@ def test_sentinel_failover_under_traffic(
         return sum(counts[s] for s in FINAL) == len(kept)
 
     drain_started = time.monotonic()
-    wait_until(kept_final, timeout=120, interval=0.5)
+    try:
+        wait_until(kept_final, timeout=120, interval=0.5)
+    except AssertionError:
+        stuck = [j for j in kept if new_master.hget(f"tj:job:{j}", "status") not in FINAL]
+        raise AssertionError(
+            f"not final: {statuses(new_master, kept)}; e.g. {new_master.hgetall(f'tj:job:{stuck[0]}')}"
+            f" queue={new_master.llen('twilio_jobs')} unacked={new_master.hlen('unacked')}"
+            f" schedule={new_master.zrange('tj:schedule', 0, 4, withscores=True)} now={time.time()}"
+        ) from None
     drained = time.monotonic() - drain_started
     counts = statuses(new_master, kept)
     per_number = Counter(m["to"] for m in fake_twilio.messages)
     lost_sent = sum(1 for j in lost if per_number[accepted[j]])
     restarts = sum(w.log_text().count("starting it again") for w in workers)
     print(
-        f"\nsentinel failover: accepted={len(ids)} switch={switched:.1f}s "
+        f"\n{how}: accepted={len(ids)} switch={switched:.1f}s "
         f"503s={len(refusals)} over {window:.1f}s lost_by_replication={len(lost)} "
         f"(sent before the crash: {lost_sent}) statuses={dict(counts)} drained_in={drained:.1f}s "
         f"creates={fake_twilio.created_count} worker_restarts={restarts}"
@@ -159,7 +174,7 @@ def test_min_replicas_refuses_what_no_replica_holds(
     start_worker: Callable[..., WorkerProcess],
 ) -> None:
     """With TWILIO_JOBS_STORE_MIN_REPLICAS=1 an accepted job is on the replica; while no replica
-    answers the API says 503 and the job it wrote is cancelled, never sent."""
+    answers the API says 503, the job it wrote is removed, and nothing is sent."""
     env = cluster_env(fake_twilio, cluster, TWILIO_JOBS_STORE_MIN_REPLICAS="1")
     settings = make_settings(env)
     start_worker(env, name="replicas")
@@ -180,12 +195,19 @@ def test_min_replicas_refuses_what_no_replica_holds(
         refused = api.post("/api/twilio/sendSms", json={**SEED_SMS, "to": "+14155550177"})
         assert refused.status_code == 503
         assert refused.json() == {"callback": "error", "contextWrites": {"to": REPLICAS_SHORT}}
-        (written,) = set(master.scan_iter("tj:job:*")) - before
-        assert master.hget(written, "status") == "cancelled"
+        assert set(master.scan_iter("tj:job:*")) == before
+        keyed = {**SEED_SMS, "to": "+14155550179"}
+        with pytest.raises(ServiceUnavailable, match="replicas"):
+            jobs.submit(JobKind.sendSms, keyed, idempotency_key="failover-1")
+        assert not master.exists("tj:idem::failover-1")
 
         replica.start()
         wait_until(lambda: _accepted(api), timeout=60, interval=0.2)
-    assert fake_twilio.count_by(to="+14155550177") <= 1
+        # The key was not used up by the refused request.
+        assert jobs.submit(JobKind.sendSms, keyed, idempotency_key="failover-1").created
+        wait_quiet(master, fake_twilio)
+    assert fake_twilio.count_by(to="+14155550177") == 0
+    assert fake_twilio.count_by(to="+14155550179") == 1
     jobs.close()
 
 
