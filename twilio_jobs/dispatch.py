@@ -70,7 +70,8 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "max_connections": max(20, settings.worker_concurrency * 2),
         "socket_keepalive": True,
         "health_check_interval": 10,
-        **connections.kombu_broker(settings.broker)[1],
+        # A Sentinel broker's master name (none before a broker is configured at all).
+        **connections.kombu_broker(settings.broker_url or settings.redis_url or "")[1],
     }
 
 

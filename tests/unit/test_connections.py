@@ -22,3 +22,18 @@ def test_sentinel_urls() -> None:
         connections.sentinel_target("sentinel://h1:1")
     with pytest.raises(ValueError, match="master-name"):
         connections.sentinel_target("redis+sentinel://h1:1")
+
+
+def test_a_sentinel_broker_is_kombus_sentinel_transport_with_the_master_name() -> None:
+    from twilio_jobs.dispatch import Dispatcher, broker_url, transport_options
+    from twilio_jobs.settings import Settings
+
+    url = "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/main/0"
+    settings = Settings(_env_file=None, REDIS_URL=url)  # type: ignore[call-arg]
+    assert broker_url(settings) == "sentinel://127.0.0.1:26379/0;sentinel://127.0.0.1:26380/0"
+    assert transport_options(settings)["master_name"] == "main"
+    # The broker is the job store's Redis: task messages join the job's own pipeline.
+    assert Dispatcher(settings).shares_store
+    plain = Settings(_env_file=None, REDIS_URL="redis://localhost/0")  # type: ignore[call-arg]
+    assert "master_name" not in transport_options(plain)
+    assert "master_name" not in transport_options(Settings(_env_file=None))  # type: ignore[call-arg]
