@@ -8,7 +8,8 @@
 e.g. `redis+sentinel://10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379/mymaster/0` (port 26379
 when left out; `rediss+sentinel://` for TLS to the master). The user and password are the
 master's; the sentinels are asked without them. Every client then finds the master through the
-sentinels (redis-py's `Sentinel.master_for`), and after a failover reconnects to the new one.
+sentinels (redis-py's `Sentinel.master_for`), and moves to a new one as soon as a sentinel
+announces it (`+switch-master`, below).
 
 For the Celery broker the same URL becomes kombu's `sentinel://` transport with the master name
 in its transport options (`broker`); kombu's own form is taken too, with the master name as a
@@ -178,6 +179,7 @@ class Topology:
                         self._announced = (time.monotonic(), address)
                         self.generation += 1
             except (RedisError, OSError):
+                conn.close()
                 time.sleep(1.0)
 
 
