@@ -2,9 +2,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672//
-# The suites run again on RabbitMQ: the core pipeline, the delivery guarantees and webhooks.
-# Campaign traffic on RabbitMQ is not verified yet (see the issue notes).
-AMQP_TESTS ?= tests/integration/test_pipeline.py tests/integration/test_guarantees.py tests/integration/test_webhooks.py
+# Every integration suite runs again with RabbitMQ as the broker, but those that do not depend
+# on the broker, which run once: Redis itself (a Sentinel failover), Prometheus and traces, the
+# logs, the CLIs over HTTP, key rotation, a new endpoint's kind (its queue path is the others').
+ONCE_TESTS ?= $(addprefix tests/integration/, test_failover.py test_metrics.py test_tracing.py \
+	test_logs.py test_ops_cli.py test_campaign_cli.py test_rotation.py test_verify.py)
+AMQP_TESTS ?= $(filter-out $(ONCE_TESTS),$(sort $(wildcard tests/integration/test_*.py)))
 
 LOCK := requirements.lock
 

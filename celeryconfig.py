@@ -11,7 +11,7 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
-from twilio_jobs.dispatch import queue_names, task_routes, transport_options
+from twilio_jobs.dispatch import broker_url, queue_names, task_routes, transport_options
 from twilio_jobs.settings import Settings
 
 
@@ -19,7 +19,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     queue, webhook_queue = queue_names(settings)
     return {
         "broker_url": (
-            settings.broker if settings.redis_url or settings.broker_url else "memory://"
+            broker_url(settings) if settings.redis_url or settings.broker_url else "memory://"
         ),
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -100,12 +100,10 @@ def _count_restart() -> None:
     """One more restart in the stats hash (`GET /metrics`: twilio_jobs_worker_restarts_total);
     never in the way of the restart itself."""
     try:
-        from redis import Redis
-
-        from twilio_jobs import keys
+        from twilio_jobs import connections, keys
         from twilio_jobs.settings import Settings
 
-        with Redis.from_url(Settings().store_url, socket_timeout=2) as conn:
+        with connections.redis_client(Settings().store_url, socket_timeout=2) as conn:
             conn.hincrby(keys.STATS, "worker_restarts", 1)
     except Exception as exc:  # noqa: BLE001 - Redis down is one reason the worker died
         log.warning("could not count the restart: %s", exc)

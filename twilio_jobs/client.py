@@ -28,15 +28,15 @@ from weakref import WeakKeyDictionary
 
 import redis
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
-from twilio_jobs import keys, lifecycle, submission
+from twilio_jobs import connections, keys, lifecycle, submission
 from twilio_jobs.campaign_state import CampaignState
 from twilio_jobs.campaigns import Campaigns
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import (
     CREDENTIALS_REQUIRED,
+    REPLICAS_SHORT,
     Conflict,
     InvalidRequest,
     JobNotFound,
@@ -92,7 +92,7 @@ class Client:
         if self.settings.secret_key is None:
             raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required (32 or more characters)")
         self.cipher = Cipher.of(self.settings.secret_keys)
-        self.redis = redis_client or Redis.from_url(
+        self.redis = redis_client or connections.redis_client(
             self.settings.store_url, decode_responses=True, health_check_interval=10
         )
         self.store = JobStore(self.redis, self.settings.result_ttl)
@@ -157,10 +157,16 @@ class Client:
             # task message lost by the broker (a worker killed between taking it and recording
             # it as unacked) is handed out again. The ledger makes the spare delivery harmless.
             self.store.schedule(pipe, job_id, due or time.time() + self.settings.requeue_after)
-            queued = not due and self.dispatcher.queue_in(pipe, [job_id])
+            replicate = self.settings.store_min_replicas > 0
+            queued = not due and not replicate and self.dispatcher.queue_in(pipe, [job_id])
             pipe.execute()
+            if replicate and not self._replicated():
+                self._forget(job_id, owner, key)
+                raise ServiceUnavailable(REPLICAS_SHORT)
             if not due and not queued:
                 self.dispatcher.send([job_id])
+        except ServiceUnavailable:
+            raise
         except (redis.RedisError, OSError) as exc:
             self._forget(job_id, owner, key)
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
@@ -209,16 +215,27 @@ class Client:
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
         return Submission(job_id, JobStatus.queued, created=True)
 
+    def _replicated(self) -> bool:
+        """TWILIO_JOBS_STORE_MIN_REPLICAS: a job is accepted only once that many replicas hold
+        it, so that a failover cannot lose it; its task message goes out after that. Short of
+        it, the job (which no worker can have yet) is removed and the caller gets a 503."""
+        wanted = self.settings.store_min_replicas
+        return connections.replicas_acked(self.redis, wanted) >= wanted
+
     def _writer(self) -> JobWriter:
         """The coalescing writer of the running event loop (its connections belong to it)."""
         loop = asyncio.get_running_loop()
         writer = self._writers.get(loop)
         if writer is None:
-            aredis = AsyncRedis.from_url(
+            aredis = connections.async_redis_client(
                 self.settings.store_url, decode_responses=True, health_check_interval=10
             )
             writer = self._writers[loop] = JobWriter(
-                aredis, self.store, self.dispatcher, self.settings.requeue_after
+                aredis,
+                self.store,
+                self.dispatcher,
+                self.settings.requeue_after,
+                min_replicas=self.settings.store_min_replicas,
             )
         return writer
 

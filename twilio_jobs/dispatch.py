@@ -22,16 +22,15 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from redis import Redis
 
+from twilio_jobs import connections
 from twilio_jobs.settings import Settings
 
 SEND_TASK = "twilio_jobs.send"
 WEBHOOK_TASK = "twilio_jobs.webhook"
 SEND_BATCH_TASK = "twilio_jobs.send_batch"
-REDIS_SCHEMES = frozenset({"redis", "rediss", "unix"})
 PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.2, "interval_max": 1}
 """Celery's default `task_publish_retry_policy`."""
 
@@ -52,6 +51,12 @@ def task_routes(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
+def broker_url(settings: Settings) -> str:
+    """The broker URL as kombu takes it (a Sentinel URL becomes kombu's `sentinel://` form,
+    its master name in `transport_options`)."""
+    return connections.kombu_broker(settings.broker)[0]
+
+
 def transport_options(settings: Settings) -> dict[str, Any]:
     """kombu's transport options for the broker, producers and workers alike. No key prefix:
     the Redis LPUSH below writes where kombu's Redis transport reads without one."""
@@ -65,6 +70,8 @@ def transport_options(settings: Settings) -> dict[str, Any]:
         "max_connections": max(20, settings.worker_concurrency * 2),
         "socket_keepalive": True,
         "health_check_interval": 10,
+        # A Sentinel broker's master name (none before a broker is configured at all).
+        **connections.kombu_broker(settings.broker_url or settings.redis_url or "")[1],
     }
 
 
@@ -206,7 +213,7 @@ class Dispatcher:
         self._broker: Redis | None = None
         self._kombu: KombuPublisher | None = None
         self._lock = threading.Lock()
-        direct = urlsplit(settings.broker).scheme in REDIS_SCHEMES
+        direct = connections.is_redis(settings.broker)
         self.messages = TaskMessages(SEND_TASK, self.queue) if direct else None
         self._webhook_messages = TaskMessages(WEBHOOK_TASK, self.webhook_queue) if direct else None
         self._batch_messages = TaskMessages(SEND_BATCH_TASK, self.queue) if direct else None
@@ -233,14 +240,16 @@ class Dispatcher:
     def _redis(self) -> Redis:
         with self._lock:
             if self._broker is None:
-                self._broker = Redis.from_url(self._settings.broker, health_check_interval=10)
+                self._broker = connections.redis_client(
+                    self._settings.broker, health_check_interval=10
+                )
             return self._broker
 
     def _publisher(self) -> KombuPublisher:
         with self._lock:
             if self._kombu is None:
                 options = transport_options(self._settings)
-                self._kombu = KombuPublisher(self._settings.broker, options)
+                self._kombu = KombuPublisher(broker_url(self._settings), options)
             return self._kombu
 
     def send(self, job_ids: Iterable[str]) -> None:

@@ -136,6 +136,8 @@ def outcome_class(status: int, code: int | None) -> type[SendError]:
 
 
 CREDENTIALS_REQUIRED = "Credentials are required to create a Client"
+REPLICAS_SHORT = "The job store could not copy the job to its replicas; try again"
+"""503 under TWILIO_JOBS_STORE_MIN_REPLICAS: the job was not accepted (nothing is kept)."""
 
 WORKER_STALLED_EXIT = 75
 """Exit code of a worker that found itself stalled; `twilio-jobs worker` starts it again."""

@@ -25,6 +25,10 @@ SCHEDULE = f"{PREFIX}schedule"
 
 SCHEDULER_LOCK = f"{PREFIX}scheduler:lock"
 
+REPLICATION_PROBE = f"{PREFIX}replication"
+"""Pub/sub channel, never subscribed: a PUBLISH there orders a WAIT after earlier writes
+(twilio_jobs.connections.replicas_acked)."""
+
 
 def webhook(delivery_id: str) -> str:
     """Hash: one result-webhook delivery (event, url, body snapshot, attempts, state)."""

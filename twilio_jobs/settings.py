@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Bearer keys, `key` or `tenant:key`, comma-separated (twilio_jobs.tenancy).
     api_keys: SecretStr | None = None
     result_ttl: int = 7 * 24 * 3600
+    # Replicas that must hold an accepted job before the API answers 202 (Redis WAIT; 0: none,
+    # a failover may then lose the last accepted jobs, see twilio_jobs.connections).
+    store_min_replicas: int = Field(default=0, ge=0)
     max_attempts: int = Field(default=8, ge=1, le=100)
     # A 429 does not use up an attempt: a throttled job waits, and fails only after this long.
     throttled_give_up: float = Field(default=3600.0, gt=0)

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 
 from redis.asyncio import Redis as AsyncRedis
 
+from twilio_jobs import connections, keys
 from twilio_jobs.dispatch import Dispatcher
+from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
 from twilio_jobs.store import JobStore
 
 MAX_BATCH = 256
@@ -24,9 +26,16 @@ MAX_BATCH = 256
 
 class JobWriter:
     def __init__(
-        self, redis: AsyncRedis, store: JobStore, dispatcher: Dispatcher, requeue_after: float
+        self,
+        redis: AsyncRedis,
+        store: JobStore,
+        dispatcher: Dispatcher,
+        requeue_after: float,
+        *,
+        min_replicas: int = 0,
     ) -> None:
         self.redis = redis
+        self.min_replicas = min_replicas
         self.store = store
         self.dispatcher = dispatcher
         self.requeue_after = requeue_after
@@ -53,9 +62,13 @@ class JobWriter:
                     self.store.write(pipe, job_id, fields)
                     self.store.schedule(pipe, job_id, watchdog)
                 self.store.count_created(pipe, (fields["status"] for _, fields, _ in batch))
-                self.dispatcher.queue_in(pipe, [job_id for job_id, _, _ in batch])
+                ids = [job_id for job_id, _, _ in batch]
+                if not self.min_replicas:
+                    self.dispatcher.queue_in(pipe, ids)
                 try:
                     await pipe.execute()
+                    if self.min_replicas:
+                        await self._replicated(ids)
                 except BaseException as exc:  # handed to every waiting request
                     for _, _, future in batch:
                         if not future.done():
@@ -68,3 +81,17 @@ class JobWriter:
                             future.set_result(None)
         finally:
             self._flushing = False
+
+    async def _replicated(self, job_ids: list[str]) -> None:
+        """TWILIO_JOBS_STORE_MIN_REPLICAS: one WAIT for the whole batch, then its task messages
+        (see Client._replicated). Short of it, the batch's jobs (which no worker can have yet)
+        are removed and their requests get a 503."""
+        pipe = self.redis.pipeline(transaction=False)
+        if await connections.areplicas_acked(self.redis, self.min_replicas) < self.min_replicas:
+            for job_id in job_ids:
+                pipe.delete(keys.job(job_id))
+            pipe.zrem(keys.SCHEDULE, *job_ids)
+            await pipe.execute()
+            raise ServiceUnavailable(REPLICAS_SHORT)
+        self.dispatcher.queue_in(pipe, job_ids)
+        await pipe.execute()

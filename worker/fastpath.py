@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import redis
-from redis import asyncio as aioredis
 
-from twilio_jobs import keys, tracing
+from twilio_jobs import connections, keys, tracing
 from twilio_jobs.ledger import Claim
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
 from twilio_jobs.pacing.wait import FIRST_STEP
@@ -171,7 +170,7 @@ class FastPath:
         self.gateway = AsyncTwilioApi(
             AioTransport(s.http_pool_size, s.connect_timeout, s.read_timeout), s
         )
-        self.redis = aioredis.Redis.from_url(
+        self.redis = connections.async_redis_client(
             s.store_url, decode_responses=True, max_connections=64, health_check_interval=10
         )
         self.pacer = Pacer(self.redis, s)

@@ -9,7 +9,7 @@ import threading
 
 from redis import Redis
 
-from twilio_jobs import keys, tracing
+from twilio_jobs import connections, keys, tracing
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.gates import Gates
@@ -65,14 +65,14 @@ class Root:
                 lock=keys.WEBHOOK_SCHEDULER_LOCK,
             ),
         ]
-        queue = settings.queue if settings.broker.startswith(("redis", "valkey")) else None
+        queue = settings.queue if connections.is_redis(settings.broker) else None
         self.watch = StallWatch(self.redis(), queue, stall_after=settings.stall_after)
         self._fast_path: FastPath | None = None
         self._lock = threading.Lock()
 
     def redis(self) -> Redis:
         settings = self.settings
-        return Redis.from_url(
+        return connections.redis_client(
             settings.store_url,
             decode_responses=True,
             max_connections=settings.worker_concurrency + 16,
