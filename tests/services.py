@@ -93,6 +93,12 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=15)
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, only what the AOF already holds survives."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+
 
 def run_redis_url(configured: str | None) -> str:
     """`configured` (TEST_REDIS_URL) when given, else the URL of a Redis this run owns."""
