@@ -101,6 +101,19 @@ class Heartbeat:
         broker: Redis | None = None,
         restore_tags: Callable[[str], int] | None = None,
     ) -> None:
+        self.attach(store, hand_out, broker, restore_tags)
+        log.info("worker heartbeat id %s", self.id)
+        self._thread = threading.Thread(target=self.run, name="twilio-jobs-heartbeat", daemon=True)
+        self._thread.start()
+
+    def attach(
+        self,
+        store: Redis,
+        hand_out: Callable[[list[str]], None],
+        broker: Redis | None = None,
+        restore_tags: Callable[[str], int] | None = None,
+    ) -> None:
+        """The clients and callbacks, without the thread (`start`)."""
         self.store = store
         self.hand_out = hand_out
         self.broker = broker
@@ -111,9 +124,6 @@ class Heartbeat:
         if broker is not None:
             self._beat_broker = scripts.register(broker, "heartbeat")
             self._reap_broker = scripts.register(broker, "reap")
-        log.info("worker heartbeat id %s", self.id)
-        self._thread = threading.Thread(target=self.run, name="twilio-jobs-heartbeat", daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()

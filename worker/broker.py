@@ -97,11 +97,7 @@ class Channel(kombu_redis.Channel):
     _plain_until = 0.0  # after the server refused the script (e.g. out of memory): BRPOP a while
 
     def _brpop_start(self, timeout: float | None = None) -> None:
-        if (
-            self.heartbeat is None
-            or self.global_keyprefix
-            or time.monotonic() < self._plain_until
-        ):
+        if self.heartbeat is None or self.global_keyprefix or time.monotonic() < self._plain_until:
             super()._brpop_start(timeout)  # type: ignore[no-untyped-call]
             return
         kombu: Any = self  # kombu's Channel is untyped
