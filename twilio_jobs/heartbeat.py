@@ -69,7 +69,6 @@ class Heartbeat:
         self._finished: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._last_beat: float | None = None
         self._beating_since: float | None = None
         self._failed = False
@@ -103,8 +102,8 @@ class Heartbeat:
     ) -> None:
         self.attach(store, hand_out, broker, restore_tags)
         log.info("worker heartbeat id %s", self.id)
-        self._thread = threading.Thread(target=self.run, name="twilio-jobs-heartbeat", daemon=True)
-        self._thread.start()
+        for target, name in ((self.run, "heartbeat"), (self.run_reaper, "reaper")):
+            threading.Thread(target=target, name=f"twilio-jobs-{name}", daemon=True).start()
 
     def attach(
         self,
@@ -129,20 +128,31 @@ class Heartbeat:
         self._stop.set()
 
     def run(self) -> None:
+        """Beat, and nothing else: a slow recovery must never hold up this process's beat
+        (the others would take it for dead)."""
         while True:
             try:
                 self.beat()
-                if self.may_reap():
-                    self.reap()
             except (redis.RedisError, OSError) as exc:
                 if not self._failed:
                     log.warning("heartbeat: Redis unavailable (%s)", type(exc).__name__)
                 self._failed = True
                 self._beating_since = None
             except Exception:
-                log.exception("heartbeat: recovery failed; retrying")
+                log.exception("heartbeat: beat failed; retrying")
             if self._stop.wait(self.interval):
                 return
+
+    def run_reaper(self) -> None:
+        while not self._stop.wait(self.interval):
+            if not self.may_reap():
+                continue
+            try:
+                self.reap()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("heartbeat: recovery interrupted (%s); retrying", type(exc).__name__)
+            except Exception:
+                log.exception("heartbeat: recovery failed; retrying")
 
     def beat(self) -> None:
         assert self.store is not None
@@ -176,9 +186,13 @@ class Heartbeat:
         self._last_beat = now
 
     def may_reap(self) -> bool:
+        since, last = self._beating_since, self._last_beat
+        now = self.monotonic()
         return (
-            self._beating_since is not None
-            and self.monotonic() - self._beating_since >= self.dead_after
+            since is not None
+            and last is not None
+            and now - since >= self.dead_after
+            and now - last <= self.dead_after / 2  # this process is beating now
         )
 
     def reap(self) -> int:

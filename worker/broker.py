@@ -184,21 +184,23 @@ class Transport(kombu_redis.Transport):
 
 def tags_restorer(connect: Callable[[], Connection]) -> Callable[[str], int]:
     """`restore_tags` for twilio_jobs.heartbeat: put a dead channel's unacked task messages
-    back at the head of their queues with kombu's own `restore_by_tag` (which also handles
-    a tag that was acked or restored meanwhile)."""
+    back at the head of their queues (`lua/restore.lua`, one atomic step; a message with a
+    priority goes back through kombu's own `restore_by_tag`)."""
 
     def restore(worker_id: str) -> int:
         key = keys.worker_tags(worker_id)
         with connect() as conn:
-            channel = conn.default_channel
+            channel: Any = conn.default_channel
             client = channel.client
-            tags = [t.decode() if isinstance(t, bytes) else str(t) for t in client.smembers(key)]
-            restored = 0
-            for tag in tags:
-                if client.hexists(channel.unacked_key, tag):
-                    channel.qos.restore_by_tag(tag, client=client)
-                    restored += 1
-            client.delete(key)
+            script = client.register_script(scripts.source("restore"))
+            reply = script(
+                keys=[channel.unacked_key, channel.unacked_index_key, key],
+                args=[channel.keyprefix_queue % "", channel.sep],
+            )
+            restored = int(reply[0])
+            for tag in reply[1:]:
+                channel.qos.restore_by_tag(bytes_to_str(tag), client=client)
+                restored += 1
         return restored
 
     return restore
