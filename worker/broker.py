@@ -192,7 +192,7 @@ def tags_restorer(connect: Callable[[], Connection]) -> Callable[[str], int]:
         with connect() as conn:
             channel: Any = conn.default_channel
             client = channel.client
-            script = client.register_script(scripts.source("restore"))
+            script = scripts.register(client, "restore")
             reply = script(
                 keys=[channel.unacked_key, channel.unacked_index_key, key],
                 args=[channel.keyprefix_queue % "", channel.sep],
