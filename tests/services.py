@@ -96,6 +96,7 @@ class RedisServer:
             self.proc.wait(timeout=15)
 
     def kill(self) -> None:
+        """SIGKILL: no shutdown, only what the AOF already holds survives."""
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=15)

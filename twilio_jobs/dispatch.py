@@ -255,6 +255,15 @@ class Dispatcher:
     def send(self, job_ids: Iterable[str]) -> None:
         self._publish(self.messages, SEND_TASK, self.queue, list(job_ids))
 
+    def send_first(self, job_ids: Iterable[str]) -> None:
+        """`send`, but ahead of everything queued where the broker can (a Redis list's
+        consuming end); for work a dead worker had taken, which is older than the queue."""
+        ids = list(job_ids)
+        if self.messages is None or not ids:
+            self.send(ids)
+            return
+        self._redis().rpush(self.queue, *[self.messages.encode(job_id) for job_id in ids])
+
     def send_webhooks(self, delivery_ids: Iterable[str]) -> None:
         self._publish(self._webhook_messages, WEBHOOK_TASK, self.webhook_queue, list(delivery_ids))
 

@@ -41,6 +41,25 @@ a lost task), ones being sent (until their lease runs out) and ones backing off.
 
 WEBHOOK_SCHEDULER_LOCK = f"{PREFIX}webhooks:scheduler:lock"
 
+# -- worker heartbeats and orphan recovery (twilio_jobs.heartbeat)
+
+WORKERS = f"{PREFIX}workers"
+"""Sorted set: worker id -> Redis server time of its last heartbeat. Ids are worker processes
+and, on a Redis broker, each broker channel that consumes (`<process id>/<n>`)."""
+
+
+def worker_claims(worker_id: str) -> str:
+    """Set: job ids whose send-ledger lease the worker process took (stale entries are
+    harmless: a reaper checks the job's `leaseHolder`)."""
+    return f"{PREFIX}worker:{worker_id}:claims"
+
+
+def worker_tags(worker_id: str) -> str:
+    """Set, in the broker's Redis: delivery tags of the task messages a broker channel took and
+    has not acked (their payloads are in kombu's `unacked` hash)."""
+    return f"{PREFIX}worker:{worker_id}:tags"
+
+
 WEBHOOKS_FAILED = f"{PREFIX}webhooks:failed"
 """Sorted set of exhausted webhook delivery ids by the unix time they gave up."""
 
@@ -148,6 +167,7 @@ def lua_constants() -> str:
         ("campaign_parked", campaign_parked(marker)),
         ("suppressed", suppressed(marker)),
         ("proven", proven(marker)),
+        ("in_flight", in_flight(marker)),
     ):
         head, _, tail = key.partition(marker)
         assert "'" not in head + tail and "\\" not in head + tail

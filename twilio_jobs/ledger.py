@@ -43,9 +43,12 @@ class Claim:
 
 
 class Ledger:
-    def __init__(self, redis: Redis, ttl: int) -> None:
+    def __init__(self, redis: Redis, ttl: int, holder: str = "") -> None:
         self.redis = redis
         self.ttl = ttl
+        # The worker id whose heartbeat vouches for this process's leases (twilio_jobs.heartbeat).
+        self.holder = holder
+        self._claims = keys.worker_claims(holder or "-")
         self._claim = scripts.register(redis, "claim")
         self._settle = scripts.register(redis, "settle")
         self._take_sid = scripts.register(redis, "take_sid")
@@ -53,8 +56,8 @@ class Ledger:
     def claim(self, job_id: str, now: float, lease_seconds: float, stamp: str) -> Claim:
         lease = secrets.token_hex(8)
         raw = self._claim(
-            keys=[keys.job(job_id), keys.SCHEDULE],
-            args=[repr(now), repr(lease_seconds), lease, stamp, job_id],
+            keys=[keys.job(job_id), keys.SCHEDULE, self._claims],
+            args=[repr(now), repr(lease_seconds), lease, stamp, job_id, self.holder],
         )
         return self._parse(raw, lease)
 
@@ -66,8 +69,8 @@ class Ledger:
         pipe = self.redis.pipeline(transaction=False)
         for job_id, lease in zip(job_ids, leases, strict=True):
             self._claim(
-                keys=[keys.job(job_id), keys.SCHEDULE],
-                args=[repr(now), repr(lease_seconds), lease, stamp, job_id],
+                keys=[keys.job(job_id), keys.SCHEDULE, self._claims],
+                args=[repr(now), repr(lease_seconds), lease, stamp, job_id, self.holder],
                 client=pipe,
             )
         return [self._parse(raw, lease) for raw, lease in zip(pipe.execute(), leases, strict=True)]

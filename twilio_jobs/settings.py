@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     visibility_timeout: int = 300
     requeue_after: float = 300.0
     stall_after: float = 60.0
+    # A worker process whose heartbeat is older than this is dead: what it had taken (task
+    # messages, send-ledger leases) is handed out again at once (twilio_jobs.heartbeat).
+    worker_dead_after: float = Field(default=10.0, ge=2.0)
     max_body_bytes: int = 64 * 1024
     max_wait: float = 60.0
     http_pool_size: int = 64

@@ -173,7 +173,8 @@ class FastPath:
         self.redis = connections.async_redis_client(
             s.store_url, decode_responses=True, max_connections=64, health_check_interval=10
         )
-        self.pacer = Pacer(self.redis, s)
+        holder = self.rt.pacer.holder if self.rt.pacer is not None else ""
+        self.pacer = Pacer(self.redis, s, holder=f"{holder}:fast" if holder else "")
         self.window = asyncio.Semaphore(s.batch_window)
         self.claims = ClaimBatcher(self)
         self.pumps: dict[Lane, LanePump] = {}

@@ -30,7 +30,7 @@ log = logging.getLogger("twilio_jobs.worker")
 
 
 class Root:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker_id: str = "") -> None:
         if settings.secret_key is None:
             raise RuntimeError("TWILIO_JOBS_SECRET_KEY is required")
         if settings.webhook_secret is None:
@@ -43,7 +43,7 @@ class Root:
         self.outbox = outbox = Outbox(redis, settings, self.dispatcher.send_webhooks)
         self.runtime = Runtime(
             settings=settings,
-            ledger=Ledger(redis, settings.result_ttl),
+            ledger=Ledger(redis, settings.result_ttl, holder=worker_id),
             gateway=TwilioApi(
                 HttpTransport(
                     settings.http_pool_size, settings.connect_timeout, settings.read_timeout
@@ -51,7 +51,7 @@ class Root:
                 settings,
             ),
             cipher=Cipher.of(settings.secret_keys),
-            pacer=Pacer(redis, settings),
+            pacer=Pacer(redis, settings, holder=worker_id),
             gates=Gates(redis),
         )
         self.webhooks = WebhookRuntime(settings=settings, outbox=outbox, http=http_client(settings))

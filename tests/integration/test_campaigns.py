@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from producer.api import create_app
 from tests.conftest import SEED_SMS, WorkerProcess, make_settings, service_env, wait_until
 from tests.fake_twilio import DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN, FakeTwilio
+from tests.services import RedisServer
 from twilio_jobs.client import Client
 
 pytestmark = pytest.mark.integration
@@ -290,3 +291,58 @@ def test_a_campaign_idempotency_key_returns_the_same_campaign(
     campaigns = {k for k in redis_conn.scan_iter("tj:campaign:*") if k.count(":") == 2}
     assert len(campaigns) == 3
     jobs.close()
+
+
+def test_campaign_chaos_workers_killed_twice_then_redis_restarted(
+    fake_twilio: FakeTwilio,
+    redis_server: RedisServer,
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """10,000 recipients, paced; both workers `kill -9`ed twice, then Redis `kill -9`ed and
+    restarted from its AOF: every recipient gets exactly one message and the campaign
+    completes, with default recovery settings."""
+    total = 10_000
+    env = campaign_env(fake_twilio, rate=500, redis_url=redis_server.url)
+    for name in ("TWILIO_JOBS_READ_TIMEOUT", "TWILIO_JOBS_CONNECT_TIMEOUT"):
+        env.pop(name)  # Twilio's defaults: a loaded machine must not turn into failed sends
+    fake_twilio.set_latency(0.05)
+    jobs = Client(make_settings(env))
+    started = time.monotonic()
+    with TestClient(create_app(jobs.settings, jobs)) as api:
+        recipients = [{"to": number(i), "name": "x", "code": i} for i in range(total)]
+        answer = api.post("/api/campaigns", json=body(recipients))
+        assert answer.status_code == 202, answer.text
+        campaign_id = answer.json()["campaignId"]
+        kills = 0
+        for round_, sent in enumerate((2000, 4500)):
+            workers = [start_worker(env, None, name=f"cc-{round_}-{n}") for n in range(2)]
+            wait_until(lambda s=sent: fake_twilio.created_count >= s, timeout=120)
+            for proc in workers:
+                proc.kill()
+                kills += 1
+        for n in range(2):
+            start_worker(env, None, name=f"cc-final-{n}")
+        wait_until(lambda: fake_twilio.created_count >= 7000, timeout=120)
+        redis_server.kill()
+        time.sleep(4.0)
+        redis_server.start()
+        status = wait_until(lambda: _completed(api, campaign_id), timeout=240, interval=0.5)
+    by_to = collections.Counter(m["to"] for m in fake_twilio.messages)
+    print(
+        f"\ncampaign chaos: recipients={total} worker-kills={kills} redis-restarts=1 "
+        f"creates={fake_twilio.created_count} duplicates={sum(n - 1 for n in by_to.values())} "
+        f"took={time.monotonic() - started:.1f}s"
+    )
+    assert kills == 4
+    assert status["counts"]["succeeded"] == total and status["progress"] == 1.0
+    assert len(by_to) == total and set(by_to.values()) == {1}
+    assert fake_twilio.created_count == total
+    jobs.close()
+
+
+def _completed(api: TestClient, campaign_id: str) -> dict[str, Any] | None:
+    answer = api.get(f"/api/campaigns/{campaign_id}")
+    if answer.status_code != 200:
+        return None  # Redis is still coming back
+    status: dict[str, Any] = answer.json()
+    return status if status["state"] == "completed" else None

@@ -19,20 +19,22 @@ from twilio_jobs.settings import Settings
 class Pacer:
     """The pacing scripts over one Redis client (sync or asyncio: both have `register_script`)."""
 
-    def __init__(self, redis: Any, settings: Settings) -> None:
+    def __init__(self, redis: Any, settings: Settings, holder: str = "") -> None:
         self.redis = redis
         self.settings = settings
         self.lease_seconds = settings.connect_timeout + settings.read_timeout + 5.0
         self._acquire = scripts.register(redis, "acquire")
         self._throttle = scripts.register(redis, "throttle")
         self._backlog = scripts.register(redis, "backlog")
-        self._holder = secrets.token_hex(6)
+        # In-flight slot ids start with the holder: a worker's heartbeat id, so that the slots
+        # of a dead worker are freed at once (lua/reap_claims.lua), not when they expire.
+        self.holder = holder or secrets.token_hex(6)
         self._counter = itertools.count()
 
     def acquire_args(
         self, lane: Lane, want: int, now: float | None, release: Sequence[str] = ()
     ) -> tuple[list[str], list[Any], str]:
-        prefix = f"{self._holder}:{next(self._counter)}"
+        prefix = f"{self.holder}:{next(self._counter)}"
         args = [
             _clock(now),
             want,
