@@ -5,7 +5,7 @@
 -- ARGV[1] now (unix)   ARGV[2] lease seconds   ARGV[3] lease token   ARGV[4] now (ISO)
 -- ARGV[5] job id
 -- Returns {mode, attempts, submittedAt, kind, params, accountSid, cred, callbackUrl,
--- campaignId, error, createdAt, trace} with mode send | reconcile; or {'busy'|'early', until}; or {'final',
+-- campaignId, error, createdAt, trace, window} with mode send | reconcile; or {'busy'|'early', until}; or {'final',
 -- status}; or {'missing'|'paused'|'cancelled'|'suppressed'}.
 local key = KEYS[1]
 local f = redis.call('HMGET', key, 'status', 'ledger', 'leaseUntil', 'nextAt', 'submittedAt')
@@ -42,6 +42,6 @@ redis.call('HDEL', key, 'nextAt')
 -- Watchdog: if this worker dies, the scheduler hands the job out again when the lease ends.
 redis.call('ZADD', KEYS[2], lease_end, ARGV[5])
 local d = redis.call('HMGET', key, 'kind', 'params', 'accountSid', 'cred', 'callbackUrl',
-                     'campaignId', 'error', 'createdAt', 'trace')
+                     'campaignId', 'error', 'createdAt', 'trace', 'window')
 return {mode, tostring(attempts), submitted, d[1] or '', d[2] or '{}', d[3] or '', d[4] or '',
-        d[5] or '', d[6] or '', d[7] or '', d[8] or '', d[9] or ''}
+        d[5] or '', d[6] or '', d[7] or '', d[8] or '', d[9] or '', d[10] or ''}
