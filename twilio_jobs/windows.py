@@ -32,7 +32,7 @@ HORIZON_DAYS = 15
 """How far ahead an opening is looked for (a week covers any one zone; several zones whose
 windows never meet have none)."""
 
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?$")
 
 
 class SendWindow(BaseModel):
@@ -49,7 +49,7 @@ class SendWindow(BaseModel):
     @classmethod
     def _time(cls, value: str) -> str:
         if not _HHMM.match(value):
-            raise ValueError("must be a time HH:MM (00:00 to 23:59)")
+            raise ValueError("must be a time HH:MM (00:00 to 23:59), or HH:MM:SS")
         return value
 
     @field_validator("days")
@@ -107,8 +107,8 @@ class Window:
     def dumps(self) -> str:
         return json.dumps(
             {
-                "start": self.start.strftime("%H:%M"),
-                "end": self.end.strftime("%H:%M"),
+                "start": _hhmm(self.start),
+                "end": _hhmm(self.end),
                 "days": [DAYS[d] for d in sorted(self.days)],
                 "zones": list(self.zones),
             },
@@ -130,6 +130,10 @@ class Window:
             )
         except (ValueError, KeyError, TypeError):
             return None
+
+
+def _hhmm(at: time) -> str:
+    return at.strftime("%H:%M:%S" if at.second else "%H:%M")
 
 
 def zones_for(window: SendWindow, to: str) -> tuple[str, ...]:
