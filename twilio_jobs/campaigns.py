@@ -204,8 +204,8 @@ class Campaigns:
                 except WindowError as exc:
                     rejected.append({"index": index, "to": to, "reason": str(exc)})
                     continue
-                opens = at.timestamp()
-                when = (resolved.dumps(), opens if opens > earliest else due)
+                opens = at.timestamp()  # `earliest` itself when open then
+                when = (resolved.dumps(), opens if opens > earliest + 0.001 else due)
             seen.add(to)
             jobs.append(params)
             timing.append(when)
@@ -220,7 +220,9 @@ class Campaigns:
             answer.segments = _segment_counts(kind, jobs)
             answer.estimatedSeconds = self._estimate(kind, account_sid, base, jobs)
             if window is not None:
-                answer.deferred = sum(1 for _, at in timing if at is not None and at > earliest)
+                answer.deferred = sum(
+                    1 for _, at in timing if at is not None and at > earliest + 0.001
+                )
                 answer.etaSeconds = _windowed_eta(
                     timing, earliest, answer.estimatedSeconds / max(1, len(jobs)), now
                 )

@@ -118,8 +118,8 @@ def windowed(
         resolved, at = resolve(window, request.to, datetime.fromtimestamp(earliest, UTC))
     except WindowError as exc:
         raise InvalidRequest(f"Invalid field 'sendWindow.timezone': {exc}") from None
-    opens = at.timestamp()
-    return resolved.dumps(), (due if opens <= earliest else opens)
+    opens = at.timestamp()  # `earliest` itself when open then (to the microsecond)
+    return resolved.dumps(), (opens if opens > earliest + 0.001 else due)
 
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -136,7 +136,7 @@ def _send_now(
     rt: Runtime,
     kind: JobKind,
     token: str,
-    params: dict[str, Any],
+    params: Mapping[str, Any],
     lane: Lane | None = None,
     grant: Grant | None = None,
 ) -> str:
@@ -244,8 +244,8 @@ def window_closed(claim: Claim, now: float) -> float | None:
     at = next_open(window, datetime.fromtimestamp(now, UTC))
     if at is None:
         return now + 24 * 3600.0
-    opens = at.timestamp()
-    return opens if opens > now else None
+    opens = at.timestamp()  # `now` itself when open (to the microsecond)
+    return opens if opens > now + 0.001 else None
 
 
 def defer_if_closed(job_id: str, claim: Claim, rt: Runtime) -> str | None:

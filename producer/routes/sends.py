@@ -25,10 +25,11 @@ router = APIRouter()
 
 def send_openapi(model: type[BaseModel]) -> dict[str, Any]:
     """The request body and header of a send route, for the OpenAPI document."""
+    schema = inline(model.model_json_schema(by_alias=True))
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": inline(model.model_json_schema(by_alias=True))}},
+            "content": {"application/json": {"schema": schema}},
         },
         "parameters": [
             {

@@ -41,7 +41,9 @@ def api(fake_twilio: FakeTwilio, redis_conn: redis.Redis) -> Iterator[TestClient
     jobs.close()
 
 
-def window_from_now(seconds: float, length: timedelta = timedelta(hours=1)) -> tuple[dict[str, Any], float]:
+def window_from_now(
+    seconds: float, length: timedelta = timedelta(hours=1)
+) -> tuple[dict[str, Any], float]:
     """A window opening `seconds` from now in New York (wall time, to the second), and the
     instant (unix) it opens there."""
     opens = (datetime.now(UTC) + timedelta(seconds=seconds)).replace(microsecond=0)
@@ -135,9 +137,7 @@ def test_a_job_released_outside_its_window_goes_back_to_wait_for_it(
     paced past its window's end would be) is put back in the schedule until the window opens,
     and nothing is sent."""
     window, opens = window_from_now(3600)
-    answer = api.post(
-        "/api/twilio/sendSms", json={**SEED_SMS, "to": EAST[0], "sendWindow": window}
-    )
+    answer = api.post("/api/twilio/sendSms", json={**SEED_SMS, "to": EAST[0], "sendWindow": window})
     assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "scheduled"
     job_id = answer.json()["jobId"]
@@ -184,3 +184,35 @@ def test_a_malformed_window_is_a_400_naming_the_field(
     bulk = api.post("/api/campaigns", json=campaign(EAST, window))
     assert bulk.status_code == 400
     assert bulk.json()["contextWrites"]["to"].startswith(f"Invalid field '{field}'"), bulk.text
+
+
+def test_the_server_default_window_applies_to_sends_without_their_own(
+    fake_twilio: FakeTwilio, redis_conn: redis.Redis
+) -> None:
+    window, opens = window_from_now(3600)
+    env = service_env(fake_twilio.url, TWILIO_JOBS_DEFAULT_SEND_WINDOW=json.dumps(window))
+    jobs = Client(make_settings(env))
+    try:
+        deferred = jobs.send_sms(**{**_snake(SEED_SMS), "to": EAST[0]})
+        assert deferred.status == "scheduled"
+        assert redis_conn.zscore(keys.SCHEDULE, deferred.jobId) == pytest.approx(opens)
+        assert json.loads(str(redis_conn.hget(keys.job(deferred.jobId), "window")))["zones"] == [
+            "America/New_York"
+        ]
+        # A window of its own wins over the default.
+        always = {"start": "00:00", "end": "23:59:59", "timezone": "UTC"}
+        own = jobs.send_sms(**{**_snake(SEED_SMS), "to": EAST[0], "send_window": always})
+        assert own.status == "queued"
+        # Verifications are not held by the default window.
+        verify = jobs.start_verification(
+            service_sid="VA" + "0" * 32, to=EAST[0], account_sid=DEFAULT_ACCOUNT_SID,
+            account_token=DEFAULT_AUTH_TOKEN,
+        )  # fmt: skip
+        assert verify.status == "queued"
+    finally:
+        jobs.close()
+
+
+def _snake(body: dict[str, Any]) -> dict[str, Any]:
+    names = {"accountSid": "account_sid", "accountToken": "account_token", "from": "from_"}
+    return {names.get(k, k): v for k, v in body.items()}
