@@ -22,7 +22,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -37,6 +37,7 @@ from twilio_jobs.recipients import Template, normalise, segments
 from twilio_jobs.schemas import MAX_BODY, CampaignAccepted, JobKind, JobStatus, twilio_params
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import JobStore, now_iso
+from twilio_jobs.windows import SendWindow, WindowError, resolve
 
 WRITE_CHUNK = 2000
 
@@ -66,6 +67,7 @@ class CampaignRequest(BaseModel):
     mediaUrl: str | list[str] | None = None
     url: str | None = None
     sendAt: datetime | None = None
+    sendWindow: SendWindow | None = None
     callbackUrl: str | None = None
     name: str | None = Field(default=None, max_length=200)
     defaultRegion: str | None = Field(default=None, min_length=2, max_length=2)
@@ -165,6 +167,11 @@ class Campaigns:
         duplicates = unknown_ranges = 0
         jobs: list[dict[str, Any]] = []
         region = request.defaultRegion.upper() if request.defaultRegion else None
+        window = request.sendWindow or self.settings.default_send_window
+        now = time.time()
+        earliest = due if due is not None else now
+        # Per accepted job: its `window` field and due time (None: now), as in Client.submit.
+        timing: list[tuple[str, float | None]] = []
         for index, row in enumerate(request.recipients):
             if not isinstance(row, dict):
                 rejected.append({"index": index, "reason": "recipient must be an object"})
@@ -190,8 +197,18 @@ class Campaigns:
                     rejected.append({"index": index, "to": to, "reason": reason})
                     continue
                 params["Body"] = body
+            when: tuple[str, float | None] = ("", due)
+            if window is not None:
+                try:
+                    resolved, at = resolve(window, to, datetime.fromtimestamp(earliest, UTC))
+                except WindowError as exc:
+                    rejected.append({"index": index, "to": to, "reason": str(exc)})
+                    continue
+                opens = at.timestamp()  # `earliest` itself when open then
+                when = (resolved.dumps(), opens if opens > earliest + 0.001 else due)
             seen.add(to)
             jobs.append(params)
+            timing.append(when)
             unknown_ranges += not known
 
         answer = CampaignAccepted(
@@ -202,13 +219,21 @@ class Campaigns:
             answer.unknownRanges = unknown_ranges
             answer.segments = _segment_counts(kind, jobs)
             answer.estimatedSeconds = self._estimate(kind, account_sid, base, jobs)
+            if window is not None:
+                answer.deferred = sum(
+                    1 for _, at in timing if at is not None and at > earliest + 0.001
+                )
+                answer.etaSeconds = _windowed_eta(
+                    timing, earliest, answer.estimatedSeconds / max(1, len(jobs)), now
+                )
             return answer
         if not jobs:
             raise InvalidRequest("No valid recipients")
         campaign_id = new_campaign_id()
         self._write(
-            campaign_id, request, kind, account_sid, token, base, jobs, owner, due, progress
-        )
+            campaign_id, request, kind, account_sid, token, base, jobs, timing, owner, due,
+            progress,
+        )  # fmt: skip
         answer.campaignId = campaign_id
         answer.statusUrl = f"/api/campaigns/{campaign_id}"
         return answer
@@ -229,7 +254,7 @@ class Campaigns:
         fields = request.model_dump(
             by_alias=True,
             exclude_none=True,
-            exclude={"kind", "recipients", "name", "defaultRegion", "sendAt"},
+            exclude={"kind", "recipients", "name", "defaultRegion", "sendAt", "sendWindow"},
         )
         fields["to"] = "+14155550100"
         if request.sendAt is not None:
@@ -256,13 +281,13 @@ class Campaigns:
         token: str,
         base: Mapping[str, Any],
         jobs: list[dict[str, Any]],
+        timing: list[tuple[str, float | None]],
         owner: str,
         due: float | None,
         progress: Progress | None,
     ) -> None:
         store = self.store
         ttl = self.settings.result_ttl + 24 * 3600
-        status = JobStatus.scheduled if due else JobStatus.queued
         cred = self.cipher.encrypt(token)  # once: the campaign's jobs share this ciphertext
         own_cred = bool(request.accountToken)
         callback = request.callbackUrl or self.settings.default_callback_url
@@ -290,15 +315,26 @@ class Campaigns:
             + self.settings.requeue_after
             + 2 * self._estimate(kind, account_sid, base, jobs)
         )
+        # Jobs sharing a send window (its zones) and due time are written together.
+        groups: dict[tuple[str, float | None], list[dict[str, Any]]] = {}
+        for params, when in zip(jobs, timing, strict=True):
+            groups.setdefault(when, []).append(params)
+        parts = [
+            (window, at, group[start : start + WRITE_CHUNK])
+            for (window, at), group in groups.items()
+            for start in range(0, len(group), WRITE_CHUNK)
+        ]
         done = 0
-        for start in range(0, len(jobs), WRITE_CHUNK):
-            chunk = jobs[start : start + WRITE_CHUNK]
+        for window, due, chunk in parts:
+            status = JobStatus.scheduled if due else JobStatus.queued
             ids = [submission.new_job_id() for _ in chunk]
             shared = store.new_job_fields(
                 kind, {}, account_sid, cred, status=status, owner=owner,
                 own_cred=own_cred, callback_url=callback, campaign_id=campaign_id,
             )  # fmt: skip
             del shared["params"]
+            if window:
+                shared["window"] = window
             flat = json.dumps([x for pair in shared.items() for x in pair])
             args: list[Any] = [flat, store.ttl]
             for job_id, params in zip(ids, chunk, strict=True):
@@ -308,7 +344,7 @@ class Campaigns:
             pipe.zadd(keys.SCHEDULE, dict.fromkeys(ids, due or watchdog))
             pipe.rpush(keys.campaign_jobs(campaign_id), *ids)
             pipe.hincrby(keys.campaign_counts(campaign_id), status.value, len(ids))
-            if start == 0:
+            if done == 0:
                 pipe.expire(keys.campaign_jobs(campaign_id), ttl)
                 pipe.expire(keys.campaign_counts(campaign_id), ttl)
             pipe.execute()
@@ -317,6 +353,21 @@ class Campaigns:
             done += len(chunk)
             if progress is not None:
                 progress(done, len(jobs))
+
+
+def _windowed_eta(
+    timing: list[tuple[str, float | None]], earliest: float, per_job: float, now: float
+) -> float:
+    """Seconds from `now` until the last job is expected sent: the jobs of each due time
+    start when it comes (or when the ones before are done), `per_job` seconds apart."""
+    counts: dict[float, int] = {}
+    for _, at in timing:
+        start = at if at is not None else earliest
+        counts[start] = counts.get(start, 0) + 1
+    finish = now
+    for start in sorted(counts):
+        finish = max(finish, start) + counts[start] * per_job
+    return round(finish - now, 1)
 
 
 def _segment_counts(kind: JobKind, jobs: list[dict[str, Any]]) -> dict[str, Any] | None:

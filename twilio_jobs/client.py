@@ -141,6 +141,7 @@ class Client:
         account_sid, token = self._credentials(request)
         params = twilio_params(request)
         due = submission.due(request.sendAt)
+        window, due = submission.windowed(kind, request, self.settings, due, time.time())
         key = idempotency_key or request.idempotencyKey
         job_id = new_job_id()
         if key:
@@ -149,6 +150,8 @@ class Client:
                 return Submission(existing, JobStatus(self._status(existing)), created=False)
         status = JobStatus.scheduled if due else JobStatus.queued
         fields = self._fields(kind, request, params, account_sid, token, status, owner, request_id)
+        if window:
+            fields["window"] = window
         try:
             pipe = self.redis.pipeline(transaction=True)
             self.store.write(pipe, job_id, fields)
@@ -188,10 +191,12 @@ class Client:
         on the job store's Redis) is written with the other sends in flight on this loop
         (twilio_jobs.writer); anything else runs `submit` in a thread."""
         request = self.validate(kind, payload)
+        window, due = submission.windowed(kind, request, self.settings, None, time.time())
         if (
             idempotency_key
             or request.idempotencyKey
             or request.sendAt
+            or due is not None
             or not self._async_ok
             or not self.dispatcher.shares_store
         ):
@@ -209,6 +214,8 @@ class Client:
         fields = self._fields(
             kind, request, params, account_sid, token, JobStatus.queued, owner, request_id
         )
+        if window:
+            fields["window"] = window
         try:
             await self._writer().write(job_id, fields)
         except (redis.RedisError, OSError) as exc:

@@ -26,11 +26,13 @@ class Gates:
         self.redis = redis
         self._unclaim = scripts.register(redis, "unclaim")
 
-    def unclaim(self, job_id: str, lease: str, due: float) -> str:
-        """Give a claimed, unsent job back: parked, ended by its gate, or re-queued at `due`."""
+    def unclaim(self, job_id: str, lease: str, due: float, status: str = "queued") -> str:
+        """Give a claimed, unsent job back: parked, ended by its gate, or back in the schedule
+        at `due`, waiting as `status` (queued: pacing; scheduled: outside its send window)."""
         return str(
             self._unclaim(
-                keys=[keys.job(job_id), keys.SCHEDULE], args=[lease, now_iso(), job_id, repr(due)]
+                keys=[keys.job(job_id), keys.SCHEDULE],
+                args=[lease, now_iso(), job_id, repr(due), status],
             )
         )
 

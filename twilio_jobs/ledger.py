@@ -40,6 +40,7 @@ class Claim:
     until: float = 0.0
     created_at: str = ""  # ISO 8601, when the job was accepted
     trace: str = ""  # the accepting request's traceparent (twilio_jobs.tracing)
+    window: str = ""  # the job's send window with its zones (twilio_jobs.windows.Window)
 
 
 class Ledger:
@@ -97,6 +98,7 @@ class Ledger:
             last_error=json.loads(reply[9]) if reply[9] else None,
             created_at=reply[10] if len(reply) > 10 else "",
             trace=reply[11] if len(reply) > 11 else "",
+            window=reply[12] if len(reply) > 12 else "",
         )
 
     def settle(

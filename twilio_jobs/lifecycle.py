@@ -2,9 +2,10 @@
 transition table.
 
     scheduled ──> queued ──> running ──> succeeded
-        │           ▲  │      │  ▲  ├──> failed ──> queued (POST /api/jobs/{id}/retry)
-        │           │  │      │  │  └──> retrying ──> running
-        │           └──┼──────┘  │          (handed back by pacing: running -> queued)
+        │  ▲        ▲  │      │  ▲  ├──> failed ──> queued (POST /api/jobs/{id}/retry)
+        │  │        │  │      │  │  └──> retrying ──> running
+        │  │        └──┼──────┘  │          (handed back by pacing: running -> queued)
+        │  └───────────┼─────────┘ (handed back outside its send window: running -> scheduled)
         └──────────────┴─────────┴──> cancelled | suppressed (before anything was sent)
 
 Every status change is made in Redis by the Lua function `tj_move` (`lua/lifecycle.lua`),
@@ -24,7 +25,7 @@ from twilio_jobs.envelopes import error_envelope
 
 
 class JobStatus(StrEnum):
-    #: Waiting in the schedule for its `sendAt`.
+    #: Waiting in the schedule for its `sendAt` or its send window (`sendWindow`).
     scheduled = "scheduled"
     #: Its task message is with the broker (or it was handed back to wait for pacing).
     queued = "queued"
@@ -59,9 +60,18 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
     # The scheduler releases a due job; a worker may claim it before the release is recorded.
     _S.scheduled: frozenset({_S.queued, _S.running, _S.cancelled, _S.suppressed}),
     _S.queued: frozenset({_S.running, _S.cancelled, _S.suppressed}),
-    # queued: handed back unsent (pacing); cancelled/suppressed: its gate, when handed back.
+    # queued: handed back unsent (pacing); scheduled: handed back unsent outside its send
+    # window (twilio_jobs.windows); cancelled/suppressed: its gate, when handed back.
     _S.running: frozenset(
-        {_S.succeeded, _S.failed, _S.retrying, _S.queued, _S.cancelled, _S.suppressed}
+        {
+            _S.succeeded,
+            _S.failed,
+            _S.retrying,
+            _S.queued,
+            _S.scheduled,
+            _S.cancelled,
+            _S.suppressed,
+        }
     ),
     _S.retrying: frozenset({_S.running, _S.cancelled, _S.suppressed}),
     _S.failed: frozenset({_S.queued}),

@@ -14,6 +14,7 @@ from twilio_jobs.envelopes import error_envelope, success_envelope
 from twilio_jobs.errors import twilio_style
 from twilio_jobs.lifecycle import JobStatus
 from twilio_jobs.recipients import check_to
+from twilio_jobs.windows import SendWindow
 
 
 class JobKind(StrEnum):
@@ -30,7 +31,7 @@ MAX_BODY = 1600
 
 # Fields that are ours; every other field of a request is a Twilio create parameter.
 OWN_FIELDS = frozenset(
-    {"accountSid", "accountToken", "callbackUrl", "idempotencyKey", "sendAt", "kind"}
+    {"accountSid", "accountToken", "callbackUrl", "idempotencyKey", "sendAt", "sendWindow", "kind"}
 )
 
 Url = AnyHttpUrl
@@ -49,6 +50,7 @@ class _SendBase(BaseModel):
         callbackUrl: Url | None
         idempotencyKey: str | None
         sendAt: datetime | None
+        sendWindow: SendWindow | None
 
 
 class _TwilioSendBase(_SendBase):
@@ -63,6 +65,7 @@ class _TwilioSendBase(_SendBase):
     callbackUrl: Url | None = None
     idempotencyKey: str | None = Field(default=None, min_length=1, max_length=255)
     sendAt: datetime | None = None
+    sendWindow: SendWindow | None = None
 
     @field_validator("to")
     @classmethod
@@ -288,6 +291,12 @@ class CampaignAccepted(BaseModel):
     """Dry run: accepted numbers outside phonenumbers' metadata (sent; Twilio decides)."""
     segments: dict[str, Any] | None = None
     estimatedSeconds: float | None = None
+    deferred: int | None = None
+    """Dry run with a send window: recipients whose window is closed when the campaign starts
+    (they wait in the schedule until it opens)."""
+    etaSeconds: float | None = None
+    """Dry run with a send window: seconds until the last recipient is expected sent, the
+    windows applied."""
 
 
 class ErrorCount(BaseModel):

@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from twilio_jobs.signing import signing_key
+from twilio_jobs.windows import SendWindow
 
 
 class Settings(BaseSettings):
@@ -107,6 +108,9 @@ class Settings(BaseSettings):
     campaign_max_body_bytes: int = 64 * 1024 * 1024
     batch_size: int = Field(default=100, ge=1, le=1000)
     batch_window: int = Field(default=200, ge=1)
+    # Quiet hours for every sendSms, sendMms and makeCall job and campaign that names no
+    # `sendWindow` of its own, as JSON of the same shape (twilio_jobs.windows); unset: none.
+    default_send_window: SendWindow | None = None
 
     @field_validator("secret_key", "secret_key_previous")
     @classmethod

@@ -14,6 +14,7 @@ from twilio_jobs.errors import CREDENTIALS_REQUIRED, InvalidRequest
 from twilio_jobs.schemas import JobKind, _SendBase, check_twilio_rules
 from twilio_jobs.settings import Settings
 from twilio_jobs.twilio.endpoints import endpoint
+from twilio_jobs.windows import SendWindow, WindowError, resolve
 
 MAX_SCHEDULE_AHEAD = timedelta(days=35)
 
@@ -96,6 +97,31 @@ def due(send_at: datetime | None) -> float | None:
     return send_at.timestamp()
 
 
+def send_window(kind: JobKind, request: _SendBase, settings: Settings) -> SendWindow | None:
+    """The request's `sendWindow`, else the server's default (sms, mms and calls only)."""
+    window: SendWindow | None = getattr(request, "sendWindow", None)
+    if window is None and kind is not JobKind.startVerification:
+        window = settings.default_send_window
+    return window
+
+
+def windowed(
+    kind: JobKind, request: _SendBase, settings: Settings, due: float | None, now: float
+) -> tuple[str, float | None]:
+    """The job's `window` field ("" for none) and its due time with the window applied: a
+    job that would be sent outside its window is due when the window next opens."""
+    window = send_window(kind, request, settings)
+    if window is None or not request.to:
+        return "", due
+    earliest = due if due is not None else now
+    try:
+        resolved, at = resolve(window, request.to, datetime.fromtimestamp(earliest, UTC))
+    except WindowError as exc:
+        raise InvalidRequest(f"Invalid field 'sendWindow.timezone': {exc}") from None
+    opens = at.timestamp()  # `earliest` itself when open then (to the microsecond)
+    return resolved.dumps(), (opens if opens > earliest + 0.001 else due)
+
+
 __all__ = [
     "MAX_SCHEDULE_AHEAD",
     "camel",
@@ -103,5 +129,7 @@ __all__ = [
     "describe_errors",
     "due",
     "new_job_id",
+    "send_window",
     "validate",
+    "windowed",
 ]

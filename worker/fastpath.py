@@ -38,7 +38,17 @@ from twilio_jobs.store import now_iso
 from twilio_jobs.twilio.api import AsyncTwilioApi
 from worker import metrics
 from worker.errors import SendError
-from worker.handlers import Runtime, finish, hand_back, queued_for, run_claimed, span_attrs
+from worker.handlers import (
+    Runtime,
+    defer,
+    defer_if_closed,
+    finish,
+    hand_back,
+    queued_for,
+    run_claimed,
+    span_attrs,
+    window_closed,
+)
 from worker.transport import AioTransport
 
 log = logging.getLogger("twilio_jobs.fastpath")
@@ -216,6 +226,10 @@ class FastPath:
     async def _send(self, job_id: str, claim: Claim, token: str) -> str:
         """Wait for pacing, create, record the outcome."""
         rt = self.rt
+        if claim.window:
+            deferred = await self.in_thread(defer_if_closed, job_id, claim, rt)
+            if deferred:
+                return deferred
         kind = JobKind(claim.kind)
         params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher, kind)
         lane = Lane.of(kind, claim.account_sid, params, claim.campaign_id, rt.settings)
@@ -227,6 +241,11 @@ class FastPath:
         metrics.PACING_WAIT.labels("batch").observe(time.monotonic() - waited)
         if not grant.leases:
             return await self.in_thread(hand_back, job_id, claim, rt, lane, grant)
+        # Paced past the window's end: wait for the next window rather than send late.
+        opens = window_closed(claim, rt.clock()) if claim.window else None
+        if opens is not None:
+            pump.release(grant.leases)
+            return await self.in_thread(defer, job_id, claim, rt, opens)
         queued_for(claim, rt.clock())
         if grant.starts[0] > 0:
             await asyncio.sleep(grant.starts[0])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from twilio_jobs import keys, logs, tracing
@@ -23,6 +23,7 @@ from twilio_jobs.settings import Settings
 from twilio_jobs.status_callbacks import with_status_callback
 from twilio_jobs.store import now_iso
 from twilio_jobs.twilio.api import TwilioApi
+from twilio_jobs.windows import Window, next_open
 from worker import metrics
 from worker.errors import AmbiguousError, PermanentError, RetryableError, SendError
 
@@ -110,6 +111,9 @@ def _run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
             return _fail(job_id, claim, rt, _last_error(claim))
         attempts = rt.ledger.bump_attempts(job_id)
         claim = Claim(**{**claim.__dict__, "attempts": attempts, "submitted_at": rt.clock()})
+    deferred = defer_if_closed(job_id, claim, rt)
+    if deferred:
+        return deferred
     lane = grant = None
     if rt.pacer is not None:
         lane = Lane.of(kind, claim.account_sid, params, claim.campaign_id, rt.settings)
@@ -118,6 +122,24 @@ def _run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
         metrics.PACING_WAIT.labels("single").observe(time.monotonic() - waited)
         if not grant.leases:
             return hand_back(job_id, claim, rt, lane, grant)
+        # Paced past the window's end: wait for the next window rather than send late.
+        opens = window_closed(claim, rt.clock())
+        if opens is not None:
+            rt.pacer.release(lane, grant.leases)
+            return defer(job_id, claim, rt, opens)
+    return _send_now(job_id, claim, rt, kind, token, params, lane, grant)
+
+
+def _send_now(
+    job_id: str,
+    claim: Claim,
+    rt: Runtime,
+    kind: JobKind,
+    token: str,
+    params: Mapping[str, Any],
+    lane: Lane | None = None,
+    grant: Grant | None = None,
+) -> str:
     queued_for(claim, rt.clock())
     result: dict[str, Any] | SendError
     try:
@@ -210,6 +232,38 @@ def queued_for(claim: Claim, now: float) -> None:
     if claim.attempts != 1 or accepted is None:
         return
     metrics.QUEUE_TO_SEND.labels(claim.kind).observe(max(0.0, now - accepted))
+
+
+def window_closed(claim: Claim, now: float) -> float | None:
+    """When the job's send window next opens, if it is closed at `now` (unix); None when it
+    is open or the job has none. A window that never opens again answers a day from now (the
+    zones were checked when the job was accepted; a newer tz database may disagree)."""
+    window = Window.loads(claim.window)
+    if window is None:
+        return None
+    at = next_open(window, datetime.fromtimestamp(now, UTC))
+    if at is None:
+        return now + 24 * 3600.0
+    opens = at.timestamp()  # `now` itself when open (to the microsecond)
+    return opens if opens > now + 0.001 else None
+
+
+def defer_if_closed(job_id: str, claim: Claim, rt: Runtime) -> str | None:
+    """Put a claimed, unsent job outside its send window back in the schedule, `scheduled`
+    until the window opens; what became of it, or None when it may be sent now."""
+    opens = window_closed(claim, rt.clock())
+    return None if opens is None else defer(job_id, claim, rt, opens)
+
+
+def defer(job_id: str, claim: Claim, rt: Runtime, opens: float) -> str:
+    """`defer_if_closed` for a window known to be closed until `opens`."""
+    gates = rt.gates or Gates(rt.ledger.redis)
+    outcome = gates.unclaim(job_id, claim.lease, opens, status=JobStatus.scheduled.value)
+    if outcome in ("cancelled", "suppressed"):
+        rt.notify(job_id, f"job.{outcome}")
+        ended(job_id, claim, rt, outcome)
+        return outcome
+    return "deferred" if outcome == JobStatus.scheduled.value else outcome
 
 
 def hand_back(job_id: str, claim: Claim, rt: Runtime, lane: Lane, grant: Grant) -> str:

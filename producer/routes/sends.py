@@ -25,10 +25,11 @@ router = APIRouter()
 
 def send_openapi(model: type[BaseModel]) -> dict[str, Any]:
     """The request body and header of a send route, for the OpenAPI document."""
+    schema = inline(model.model_json_schema(by_alias=True))
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}},
+            "content": {"application/json": {"schema": schema}},
         },
         "parameters": [
             {
@@ -39,6 +40,26 @@ def send_openapi(model: type[BaseModel]) -> dict[str, Any]:
             }
         ],
     }
+
+
+def inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with its `$defs` (nested models, e.g. `sendWindow`) written in place of their
+    references: the document's root is the OpenAPI document, where `#/$defs` is nothing."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**walk(defs[ref.removeprefix("#/$defs/")]), **walk(rest)}
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    result: dict[str, Any] = walk(schema)
+    return result
 
 
 def is_json(content_type: str | None) -> bool:

@@ -5,8 +5,9 @@
 -- ARGV[1] now (unix)   ARGV[2] lease seconds   ARGV[3] lease token   ARGV[4] now (ISO)
 -- ARGV[5] job id   ARGV[6] the claiming process's worker id ('' for none)
 -- Returns {mode, attempts, submittedAt, kind, params, accountSid, cred, callbackUrl,
--- campaignId, error, createdAt, trace} with mode send | reconcile; or {'busy'|'early', until};
--- or {'final', status}; or {'missing'|'paused'|'cancelled'|'suppressed'}.
+-- campaignId, error, createdAt, trace, window} with mode send | reconcile;
+-- or {'busy'|'early', until}; or {'final', status}; or {'missing'|'paused'|'cancelled'|
+-- 'suppressed'}.
 local key = KEYS[1]
 local f = redis.call('HMGET', key, 'status', 'ledger', 'leaseUntil', 'nextAt', 'submittedAt')
 local status, ledger, lease_until, next_at, submitted = f[1], f[2], f[3], f[4], f[5]
@@ -47,6 +48,6 @@ end
 -- Watchdog: if this worker dies, the scheduler hands the job out again when the lease ends.
 redis.call('ZADD', KEYS[2], lease_end, ARGV[5])
 local d = redis.call('HMGET', key, 'kind', 'params', 'accountSid', 'cred', 'callbackUrl',
-                     'campaignId', 'error', 'createdAt', 'trace')
+                     'campaignId', 'error', 'createdAt', 'trace', 'window')
 return {mode, tostring(attempts), submitted, d[1] or '', d[2] or '{}', d[3] or '', d[4] or '',
-        d[5] or '', d[6] or '', d[7] or '', d[8] or '', d[9] or ''}
+        d[5] or '', d[6] or '', d[7] or '', d[8] or '', d[9] or '', d[10] or ''}
