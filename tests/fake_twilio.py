@@ -976,6 +976,56 @@ class FakeTwilio:
         coro = self.asend_status_callbacks(sid, statuses, account_token, sign)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
 
+    async def asend_inbound(
+        self,
+        url: str,
+        from_: str,
+        to: str,
+        body: str,
+        *,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        messaging_service_sid: str | None = None,
+        account_token: str | None = None,
+        sign: bool = True,
+        signed_url: str | None = None,
+        message_sid: str | None = None,
+    ) -> tuple[int, str]:
+        """POST an incoming message to `url` as Twilio posts it to a number's (or Messaging
+        Service's) incoming-message webhook: a form signed with the account's token over
+        `signed_url` (the URL Twilio was given; default `url`). Returns (status, body)."""
+        sid = message_sid or "SM" + uuid.uuid4().hex
+        params = {
+            "ToCountry": "US",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "SmsSid": sid,
+            "SmsStatus": "received",
+            "Body": body,
+            "FromCountry": "US",
+            "To": to,
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": account_sid,
+            "From": from_,
+            "ApiVersion": "2010-04-01",
+        }
+        if messaging_service_sid:
+            params["MessagingServiceSid"] = messaging_service_sid
+        headers = {"User-Agent": "TwilioProxy/1.1"}
+        if sign:
+            token = account_token or self._accounts[account_sid]
+            validator = RequestValidator(token)
+            headers["X-Twilio-Signature"] = validator.compute_signature(signed_url or url, params)
+        assert self._session is not None
+        async with self._session.post(url, data=params, headers=headers) as response:
+            return response.status, await response.text()
+
+    def send_inbound(self, url: str, from_: str, to: str, body: str, **kw: Any) -> tuple[int, str]:
+        if self._loop is None or self._thread is None:
+            raise RuntimeError("FakeTwilio is not running")
+        coro = self.asend_inbound(url, from_, to, body, **kw)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
+
     async def _auto_callbacks(self, record: _Record, statuses: list[str]) -> None:
         for status in statuses:
             await asyncio.sleep(AUTO_CALLBACK_STEP)
