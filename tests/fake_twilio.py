@@ -61,6 +61,10 @@ SERVICE_FROM_NUMBER = "+15005550006"
 MAX_BODY_LENGTH = 1600
 AUTO_CALLBACK_STEP = 0.05
 DEFAULT_SEND_DELAY = 10.0
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 MAX_PAGE_SIZE = 1000
 UNSENT = frozenset({"accepted", "queued", "scheduled"})
 # Which StatusCallbackEvent asks for a call status; final statuses all come as `completed`.
@@ -356,6 +360,8 @@ class FakeTwilio:
         self._order: list[_Record] = []
         self._verifications: dict[str, dict[str, Any]] = {}
         self._pending: dict[tuple[str, str], str] = {}
+        # (account, sender or Messaging Service, recipient) opted out by an inbound keyword
+        self._opted_out: set[tuple[str, str, str]] = set()
         self._faults: list[Fault] = []
         self._ratio: Fault | None = None
         self._ratio_value = 0.0
@@ -676,6 +682,10 @@ class FakeTwilio:
 
     def _store(self, kind: str, account: str, form: Form) -> _Record:
         _validate(kind, form)
+        to = _first(form, "To") or ""
+        for scope in (_first(form, "From"), _first(form, "MessagingServiceSid")):
+            if kind == "Messages" and scope and (account, scope, to) in self._opted_out:
+                raise ApiError(400, 21610, _CODE_MESSAGES[21610])
         now = datetime.now(UTC)
         resource = _build_resource(kind, account, form, now)
         sends_at = now.timestamp() + self.send_delay
@@ -1011,6 +1021,16 @@ class FakeTwilio:
         }
         if messaging_service_sid:
             params["MessagingServiceSid"] = messaging_service_sid
+        # Twilio itself blocks the sender (or the whole service) after an opt-out keyword and
+        # lifts it after an opt-in one, and still forwards the message (TWILIO.md).
+        # A forged message (unsigned, or not with the account's token) never went through Twilio.
+        genuine = sign and account_token in (None, self._accounts.get(account_sid))
+        word, held = body.strip().upper(), (account_sid, messaging_service_sid or to, from_)
+        with self._lock:
+            if genuine and word in OPT_OUT_KEYWORDS:
+                self._opted_out.add(held)
+            elif genuine and word in OPT_IN_KEYWORDS:
+                self._opted_out.discard(held)
         headers = {"User-Agent": "TwilioProxy/1.1"}
         if sign:
             token = account_token or self._accounts[account_sid]

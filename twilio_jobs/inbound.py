@@ -59,6 +59,7 @@ class Inbound:
         self.redis = redis
         self.settings = settings
         self.signed_by_twilio = signed_by_twilio
+        settings.inbound_tokens  # noqa: B018  a malformed TWILIO_JOBS_INBOUND_ACCOUNTS fails at start
         self._apply = scripts.register(redis, "inbound")
 
     def public_url(self, query: str, fallback: str) -> str:

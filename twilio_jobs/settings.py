@@ -122,17 +122,11 @@ class Settings(BaseSettings):
             signing_key(value.get_secret_value())  # a malformed whsec_ secret fails at start
         return value
 
-    @field_validator("inbound_accounts")
-    @classmethod
-    def _token_map(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            _parse_tokens(value.get_secret_value())
-        return value
-
     @property
     def inbound_tokens(self) -> dict[str, str]:
         """Auth tokens by account SID for verifying inbound messages: the default account's and
-        TWILIO_JOBS_INBOUND_ACCOUNTS'."""
+        TWILIO_JOBS_INBOUND_ACCOUNTS'. Parsed here rather than by a validator, whose error
+        would show the value; the API parses it once at start (`twilio_jobs.inbound`)."""
         found = (
             _parse_tokens(self.inbound_accounts.get_secret_value()) if self.inbound_accounts else {}
         )

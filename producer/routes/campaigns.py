@@ -157,7 +157,7 @@ def export_suppressions(
     return StreamingResponse(
         iterate_in_threadpool(rows),
         media_type="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="suppressions-{account_sid}.csv"'},
+        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
     )
 
 

@@ -157,7 +157,8 @@ def test_a_forged_or_unknown_inbound_message_is_refused_and_changes_nothing(
         assert json.loads(text)["callback"] == "error"
     assert served.suppressed() == {}
     assert not served.jobs.redis.exists(keys.inbound_counts(DEFAULT_ACCOUNT_SID))
-    assert served.ends(served.send()) == "succeeded"
+    assert served.ends(served.send(to="+14155550124")) == "succeeded"  # the worker runs
+    assert list(served.jobs.redis.scan_iter(keys.webhook("*"))) == []  # no event queued
     assert served.hooks.received() == []
 
 
