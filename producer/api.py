@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.status_callbacks = StatusCallbacks(
         client.redis, client.settings, client.cipher, signed_by_twilio
     )
-    app.state.inbound = Inbound(client.redis, client.settings, signed_by_twilio)
+    app.state.inbound = Inbound(client.redis, client.settings, signed_by_twilio, client.cipher)
     middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
     for module in (sends, jobs, webhooks, campaigns, accounts, health, metrics):
         app.include_router(module.router)

@@ -4,7 +4,8 @@ incoming-message webhook (`POST /api/twilio/inbound`).
 Twilio signs each request with the account's auth token; the API checks it with twilio-python's
 `RequestValidator` (injected, `status_callbacks.SignatureCheck`) against
 `TWILIO_JOBS_PUBLIC_URL` + the route (proxies rewrite the host), with the token of the
-message's `AccountSid`: the server's default account or one in TWILIO_JOBS_INBOUND_ACCOUNTS.
+message's `AccountSid`: the server's default account, one in TWILIO_JOBS_INBOUND_ACCOUNTS, or
+one registered with `POST /api/accounts/inbound` (checked at Twilio, kept encrypted).
 A bad or missing signature, or an account without a token, is 403 and changes nothing.
 
 A message that is one of Twilio's opt-out keywords (the whole message, any case, surrounding
@@ -25,6 +26,7 @@ from urllib.parse import parse_qsl
 from redis import Redis
 
 from twilio_jobs import keys, scripts
+from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import Forbidden, InvalidRequest
 from twilio_jobs.settings import Settings
 from twilio_jobs.status_callbacks import SignatureCheck
@@ -55,8 +57,15 @@ def keyword_class(body: str) -> str:
 
 
 class Inbound:
-    def __init__(self, redis: Redis, settings: Settings, signed_by_twilio: SignatureCheck) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        signed_by_twilio: SignatureCheck,
+        cipher: Cipher | None = None,
+    ) -> None:
         self.redis = redis
+        self.cipher = cipher
         self.settings = settings
         self.signed_by_twilio = signed_by_twilio
         settings.inbound_tokens  # noqa: B018  a malformed TWILIO_JOBS_INBOUND_ACCOUNTS fails at start
@@ -68,6 +77,26 @@ class Inbound:
             return fallback
         return f"{self.settings.public_url.rstrip('/')}{ROUTE}" + (f"?{query}" if query else "")
 
+    def token(self, account: str) -> str | None:
+        """The account's auth token: from the settings, else as registered (encrypted)."""
+        found = self.settings.inbound_tokens.get(account)
+        if found is not None or self.cipher is None:
+            return found
+        stored = self.redis.get(keys.inbound_token(account))
+        if not stored:
+            return None
+        try:
+            return self.cipher.decrypt(str(stored))
+        except ValueError:
+            return None
+
+    def register(self, account: str, token: str) -> None:
+        """Keep a token (encrypted) for the account's inbound messages; the caller has
+        checked it at Twilio (`AccountRegistry.register`)."""
+        if self.cipher is None:
+            raise RuntimeError("Inbound tokens need TWILIO_JOBS_SECRET_KEY")
+        self.redis.set(keys.inbound_token(account), self.cipher.encrypt(token))
+
     def accept(self, body: bytes, signature: str | None, url: str) -> str:
         """Apply one inbound message (a form, as Twilio posts it). Returns its keyword class
         or `duplicate`; raises Forbidden, having changed nothing, unless Twilio signed it with
@@ -75,7 +104,7 @@ class Inbound:
         form = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         params = dict(form)
         account = params.get("AccountSid", "")
-        token = self.settings.inbound_tokens.get(account) if account else None
+        token = self.token(account) if account else None
         if token is None:
             raise Forbidden("Inbound message from an account this server has no token for")
         if not self.signed_by_twilio(url, form, token, signature):

@@ -113,6 +113,12 @@ def inbound_seen(account_sid: str, message_sid: str) -> str:
     return f"{PREFIX}inbound:seen:{account_sid}:{message_sid}"
 
 
+def inbound_token(account_sid: str) -> str:
+    """String: the account's auth token, encrypted (`POST /api/accounts/inbound`), for checking
+    the signatures of its inbound messages."""
+    return f"{PREFIX}inbound:token:{account_sid}"
+
+
 def inbound_counts(account_sid: str) -> str:
     """Hash: inbound messages of the account by keyword (`stop`, `start`, `help`, `other`)."""
     return f"{PREFIX}inbound:counts:{account_sid}"

@@ -64,6 +64,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/webhooks/failed"): "list",
     ("GET", "/api/accounts"): "list",
     ("POST", "/api/accounts"): "prove",
+    ("POST", "/api/accounts/inbound"): "prove",
 }
 
 # Public by design, with the reason.
@@ -96,6 +97,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "recipients": [{"to": "+14155550101"}],
     },
     ("POST", "/api/accounts"): {"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": "not-it"},
+    ("POST", "/api/accounts/inbound"): {"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": "x"},
     ("POST", "/api/suppressions"): {"accountSid": DEFAULT_ACCOUNT_SID, "to": ADDED},
 }
 

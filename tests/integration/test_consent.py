@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import uvicorn
@@ -258,3 +259,28 @@ def test_a_malformed_import_is_a_400_that_changes_nothing(served: Served) -> Non
     with pytest.raises(InvalidRequest, match="'to' column"):
         served.http.import_suppressions(DEFAULT_ACCOUNT_SID, "number\n+14155550124\n")
     assert served.suppressed() == {}
+
+
+def test_an_account_registered_through_the_api_has_its_inbound_messages_accepted(
+    served: Served,
+) -> None:
+    third, token = "AC" + "3" * 32, "third-account-token-0123456789"
+    served.fake.add_account(third, token)
+    assert served.inbound("STOP", account_sid=third, account_token=token)[0] == 403
+
+    wrong = httpx.post(
+        f"{served.url}/api/accounts/inbound", json={"accountSid": third, "accountToken": "guess"}
+    )
+    assert wrong.status_code == 403 and wrong.json()["callback"] == "error"
+    assert not served.jobs.redis.exists(keys.inbound_token(third))
+    registered = httpx.post(
+        f"{served.url}/api/accounts/inbound", json={"accountSid": third, "accountToken": token}
+    )
+    assert registered.status_code == 200 and registered.json()["accountSid"] == third
+    stored = served.jobs.redis.get(keys.inbound_token(third))
+    assert stored and token not in stored  # encrypted at rest
+
+    assert served.inbound("STOP", account_sid=third, account_token=token) == (200, EMPTY_TWIML)
+    assert set(served.suppressed(third)) == {f"{OUR_NUMBER} {RECIPIENT}"}
+    assert served.inbound("START", account_sid=third, account_token="guess")[0] == 403
+    assert set(served.suppressed(third)) == {f"{OUR_NUMBER} {RECIPIENT}"}
