@@ -17,6 +17,7 @@ from producer.routes import accounts, campaigns, health, jobs, metrics, sends, w
 from producer.twilio_signatures import signed_by_twilio
 from twilio_jobs import tracing
 from twilio_jobs.client import Client
+from twilio_jobs.inbound import Inbound
 from twilio_jobs.schemas import ERROR_RESPONSES
 from twilio_jobs.settings import Settings, get_settings
 from twilio_jobs.status_callbacks import StatusCallbacks
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     app.state.status_callbacks = StatusCallbacks(
         client.redis, client.settings, client.cipher, signed_by_twilio
     )
+    app.state.inbound = Inbound(client.redis, client.settings, signed_by_twilio, client.cipher)
     middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
     for module in (sends, jobs, webhooks, campaigns, accounts, health, metrics):
         app.include_router(module.router)

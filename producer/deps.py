@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from twilio_jobs.client import Client
+from twilio_jobs.inbound import Inbound
 from twilio_jobs.status_callbacks import StatusCallbacks
 
 
@@ -23,6 +24,11 @@ async def get_status_callbacks(request: Request) -> StatusCallbacks:
     return callbacks
 
 
+async def get_inbound(request: Request) -> Inbound:
+    inbound: Inbound = request.app.state.inbound
+    return inbound
+
+
 async def owner(request: Request) -> str:
     """The request's tenant id ("" without API keys). The header is read directly rather
     than declared as a Header parameter, which goes through FastAPI's per-request parameter
@@ -33,4 +39,5 @@ async def owner(request: Request) -> str:
 
 ClientDep = Annotated[Client, Depends(get_client)]
 StatusCallbacksDep = Annotated[StatusCallbacks, Depends(get_status_callbacks)]
+InboundDep = Annotated[Inbound, Depends(get_inbound)]
 Owner = Annotated[str, Depends(owner)]

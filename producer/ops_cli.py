@@ -19,6 +19,7 @@ from rich.table import Table
 from twilio_jobs.errors import TwilioJobsError
 from twilio_jobs.http_client import HttpClient
 from twilio_jobs.lifecycle import JobStatus
+from twilio_jobs.suppressions import REASONS
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -212,28 +213,83 @@ def campaigns_jobs(
 
 @cli.group()
 def suppressions() -> None:
-    """Recipients who opted out, per account (your key must have proven the account)."""
+    """Recipients not to send to, per account and scope (your key must have proven the
+    account)."""
 
 
 @suppressions.command("list")
 @click.argument("account_sid")
 @click.option("--to", default=None)
+@click.option("--sender", default=None, help="Only this scope: a from number, MG... or '*'.")
+@click.option("--reason", type=click.Choice(REASONS), default=None)
 @click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--cursor", type=int, default=0, show_default=True, help="From a nextCursor.")
 @json_option
 @click.pass_context
 def suppressions_list(
-    ctx: click.Context, account_sid: str, to: str | None, limit: int, as_json: bool
+    ctx: click.Context,
+    account_sid: str,
+    to: str | None,
+    sender: str | None,
+    reason: str | None,
+    limit: int,
+    cursor: int,
+    as_json: bool,
 ) -> None:
-    page = run(ctx, lambda c: c.list_suppressions(account_sid, to=to, limit=limit))
+    page = run(
+        ctx,
+        lambda c: c.list_suppressions(
+            account_sid, to=to, limit=limit, cursor=cursor, sender=sender, reason=reason
+        ),
+    )
     emit(
         page,
         as_json,
         lambda p: rows(
-            f"suppressions of {account_sid}",
-            ("to", "sender", "code", "at"),
-            [(s.to, s.sender, s.code, s.at) for s in p.suppressions],
+            f"suppressions of {account_sid}"
+            + (f" (next: --cursor {p.nextCursor})" if p.nextCursor else ""),
+            ("to", "sender", "reason", "at"),
+            [(s.to, s.sender, s.reason, s.at) for s in p.suppressions],
         ),
     )
+
+
+@suppressions.command("add")
+@click.argument("account_sid")
+@click.argument("to")
+@click.option(
+    "--sender", default="*", show_default=True, help="A from number, MG... or '*' (the account)."
+)
+@click.option("--reason", type=click.Choice(REASONS), default="manual", show_default=True)
+@json_option
+@click.pass_context
+def suppressions_add(
+    ctx: click.Context, account_sid: str, to: str, sender: str, reason: str, as_json: bool
+) -> None:
+    added = run(ctx, lambda c: c.add_suppression(account_sid, to, sender, reason))
+    emit(added, as_json, lambda s: f"suppressed {s.to} for {s.sender} ({s.reason})")
+
+
+@suppressions.command("import")
+@click.argument("account_sid")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@json_option
+@click.pass_context
+def suppressions_import(ctx: click.Context, account_sid: str, csv_file: Any, as_json: bool) -> None:
+    """Add the rows of CSV_FILE ('-' for stdin): a header naming `to`, and optionally
+    `sender` (default '*'), `reason` (default import) and `at`."""
+    text = csv_file.read()
+    imported = run(ctx, lambda c: c.import_suppressions(account_sid, text))
+    emit({"imported": imported}, as_json, lambda v: f"imported {v['imported']}")
+
+
+@suppressions.command("export")
+@click.argument("account_sid")
+@click.option("--output", "-o", type=click.File("w"), default="-", help="Default: stdout.")
+@click.pass_context
+def suppressions_export(ctx: click.Context, account_sid: str, output: Any) -> None:
+    """Write the account's suppressions as CSV (to,sender,reason,at)."""
+    output.write(run(ctx, lambda c: c.export_suppressions(account_sid)))
 
 
 @suppressions.command("remove")

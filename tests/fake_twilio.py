@@ -61,6 +61,10 @@ SERVICE_FROM_NUMBER = "+15005550006"
 MAX_BODY_LENGTH = 1600
 AUTO_CALLBACK_STEP = 0.05
 DEFAULT_SEND_DELAY = 10.0
+OPT_OUT_KEYWORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 MAX_PAGE_SIZE = 1000
 UNSENT = frozenset({"accepted", "queued", "scheduled"})
 # Which StatusCallbackEvent asks for a call status; final statuses all come as `completed`.
@@ -356,6 +360,8 @@ class FakeTwilio:
         self._order: list[_Record] = []
         self._verifications: dict[str, dict[str, Any]] = {}
         self._pending: dict[tuple[str, str], str] = {}
+        # (account, sender or Messaging Service, recipient) opted out by an inbound keyword
+        self._opted_out: set[tuple[str, str, str]] = set()
         self._faults: list[Fault] = []
         self._ratio: Fault | None = None
         self._ratio_value = 0.0
@@ -676,6 +682,10 @@ class FakeTwilio:
 
     def _store(self, kind: str, account: str, form: Form) -> _Record:
         _validate(kind, form)
+        to = _first(form, "To") or ""
+        for scope in (_first(form, "From"), _first(form, "MessagingServiceSid")):
+            if kind == "Messages" and scope and (account, scope, to) in self._opted_out:
+                raise ApiError(400, 21610, _CODE_MESSAGES[21610])
         now = datetime.now(UTC)
         resource = _build_resource(kind, account, form, now)
         sends_at = now.timestamp() + self.send_delay
@@ -974,6 +984,66 @@ class FakeTwilio:
         if self._loop is None or self._thread is None:
             raise RuntimeError("FakeTwilio is not running")
         coro = self.asend_status_callbacks(sid, statuses, account_token, sign)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
+
+    async def asend_inbound(
+        self,
+        url: str,
+        from_: str,
+        to: str,
+        body: str,
+        *,
+        account_sid: str = DEFAULT_ACCOUNT_SID,
+        messaging_service_sid: str | None = None,
+        account_token: str | None = None,
+        sign: bool = True,
+        signed_url: str | None = None,
+        message_sid: str | None = None,
+    ) -> tuple[int, str]:
+        """POST an incoming message to `url` as Twilio posts it to a number's (or Messaging
+        Service's) incoming-message webhook: a form signed with the account's token over
+        `signed_url` (the URL Twilio was given; default `url`). Returns (status, body)."""
+        sid = message_sid or "SM" + uuid.uuid4().hex
+        params = {
+            "ToCountry": "US",
+            "SmsMessageSid": sid,
+            "NumMedia": "0",
+            "SmsSid": sid,
+            "SmsStatus": "received",
+            "Body": body,
+            "FromCountry": "US",
+            "To": to,
+            "NumSegments": "1",
+            "MessageSid": sid,
+            "AccountSid": account_sid,
+            "From": from_,
+            "ApiVersion": "2010-04-01",
+        }
+        if messaging_service_sid:
+            params["MessagingServiceSid"] = messaging_service_sid
+        # Twilio itself blocks the sender (or the whole service) after an opt-out keyword and
+        # lifts it after an opt-in one, and still forwards the message (TWILIO.md).
+        # A forged message (unsigned, or not with the account's token) never went through Twilio.
+        genuine = sign and account_token in (None, self._accounts.get(account_sid))
+        word, held = body.strip().upper(), (account_sid, messaging_service_sid or to, from_)
+        with self._lock:
+            if genuine and word in OPT_OUT_KEYWORDS:
+                self._opted_out.add(held)
+            elif genuine and word in OPT_IN_KEYWORDS:
+                self._opted_out.discard(held)
+        headers = {"User-Agent": "TwilioProxy/1.1"}
+        if sign:
+            token = account_token or self._accounts[account_sid]
+            validator = RequestValidator(token)
+            headers["X-Twilio-Signature"] = validator.compute_signature(signed_url or url, params)
+        assert self._session is not None
+        async with self._session.post(url, data=params, headers=headers) as response:
+            return response.status, await response.text()
+
+    def send_inbound(self, url: str, from_: str, to: str, body: str, **kw: Any) -> tuple[int, str]:
+        if self._loop is None or self._thread is None:
+            raise RuntimeError("FakeTwilio is not running")
+        coro = self.asend_inbound(url, from_, to, body, **kw)
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=60)
 
     async def _auto_callbacks(self, record: _Record, statuses: list[str]) -> None:

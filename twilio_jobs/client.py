@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -52,6 +52,7 @@ from twilio_jobs.schemas import (
     FailedDelivery,
     JobKind,
     JobRecord,
+    Suppression,
     SuppressionPage,
     _SendBase,
     twilio_params,
@@ -455,11 +456,29 @@ class Client:
         to: str | None = None,
         cursor: int = 0,
         limit: int = 100,
+        sender: str | None = None,
+        reason: str | None = None,
         owner: str = "",
     ) -> SuppressionPage:
-        """Recipients who opted out (21610) of the account's senders, a page at a time."""
+        """The account's suppressions, a page at a time; `sender` filters by scope (a from
+        number, a Messaging Service SID or `*`), `reason` by reason."""
         self.accounts.require(owner, account_sid)
-        return self.suppressions.list(account_sid, to=to, cursor=cursor, limit=limit)
+        return self.suppressions.list(
+            account_sid, to=to, cursor=cursor, limit=limit, sender=sender, reason=reason
+        )
+
+    def add_suppression(
+        self,
+        account_sid: str,
+        to: str,
+        sender: str = "*",
+        reason: str = "manual",
+        *,
+        owner: str = "",
+    ) -> Suppression:
+        """Suppress `to` for one sender, a Messaging Service or (`*`) the whole account."""
+        self.accounts.require(owner, account_sid)
+        return self.suppressions.add(account_sid, to, sender, reason)
 
     def lift_suppression(
         self, account_sid: str, to: str, sender: str | None = None, *, owner: str = ""
@@ -467,6 +486,16 @@ class Client:
         """Lift a suppression, for one sender or (without `sender`) for all; how many."""
         self.accounts.require(owner, account_sid)
         return self.suppressions.lift(account_sid, to, sender)
+
+    def import_suppressions(self, account_sid: str, text: str, *, owner: str = "") -> int:
+        """Add the rows of a CSV (`to`, and optionally `sender`, `reason`, `at`); how many."""
+        self.accounts.require(owner, account_sid)
+        return self.suppressions.import_csv(account_sid, text)
+
+    def export_suppressions(self, account_sid: str, *, owner: str = "") -> Iterator[str]:
+        """The account's suppressions as CSV (`to,sender,reason,at`), a chunk at a time."""
+        self.accounts.require(owner, account_sid)
+        return self.suppressions.export_csv(account_sid)
 
     def ping(self) -> bool:
         try:

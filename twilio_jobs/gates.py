@@ -37,7 +37,9 @@ class Gates:
         )
 
     def suppress(self, account: str, sender: str, to: str, job_id: str, at: float) -> None:
-        entry = json.dumps({"code": SUPPRESSED_CODE, "at": now_iso(at), "jobId": job_id})
+        entry = json.dumps(
+            {"reason": "21610", "code": SUPPRESSED_CODE, "at": now_iso(at), "jobId": job_id}
+        )
         self.redis.hset(keys.suppressed(account), f"{sender} {to}", entry)
 
 

@@ -33,6 +33,7 @@ from twilio_jobs.schemas import (
     FailedDelivery,
     JobKind,
     JobRecord,
+    Suppression,
     SuppressionPage,
 )
 from twilio_jobs.submission import camel
@@ -62,6 +63,14 @@ class FailedDeliveries(BaseModel):
         return cls.model_validate_json(raw).deliveries
 
 
+class Imported(BaseModel):
+    imported: int
+
+    @classmethod
+    def read(cls, raw: bytes) -> int:
+        return cls.model_validate_json(raw).imported
+
+
 class Lifted(BaseModel):
     lifted: int
 
@@ -80,6 +89,8 @@ class Call(Generic[T]):
     json: Any = None
     params: dict[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    """A raw body (a CSV import), sent instead of `json`."""
     missing: type[errors.TwilioJobsError] = errors.JobNotFound
     """What a 404 stands for."""
 
@@ -178,11 +189,17 @@ def replay_webhook_call(job_id: str) -> Call[JobRecord]:
 
 
 def suppressions_call(
-    account_sid: str, to: str | None, cursor: int, limit: int
+    account_sid: str,
+    to: str | None,
+    cursor: int,
+    limit: int,
+    sender: str | None = None,
+    reason: str | None = None,
 ) -> Call[SuppressionPage]:
     params: dict[str, Any] = {"accountSid": account_sid, "cursor": cursor, "limit": limit}
-    if to is not None:
-        params["to"] = to
+    for name, value in (("to", to), ("sender", sender), ("reason", reason)):
+        if value is not None:
+            params[name] = value
     return Call("GET", "/api/suppressions", SuppressionPage.model_validate_json, params=params)
 
 
@@ -191,6 +208,31 @@ def lift_call(account_sid: str, to: str, sender: str | None) -> Call[int]:
     if sender is not None:
         params["sender"] = sender
     return Call("DELETE", "/api/suppressions", Lifted.read, params=params)
+
+
+def add_suppression_call(account_sid: str, to: str, sender: str, reason: str) -> Call[Suppression]:
+    body = {"accountSid": account_sid, "to": to, "sender": sender, "reason": reason}
+    return Call("POST", "/api/suppressions", Suppression.model_validate_json, json=body)
+
+
+def import_call(account_sid: str, text: str) -> Call[int]:
+    return Call(
+        "POST",
+        "/api/suppressions/import",
+        Imported.read,
+        params={"accountSid": account_sid},
+        content=text.encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+
+
+def export_call(account_sid: str) -> Call[str]:
+    return Call(
+        "GET",
+        "/api/suppressions/export.csv",
+        lambda raw: raw.decode(),
+        params={"accountSid": account_sid},
+    )
 
 
 def _headers(api_key: str | None) -> dict[str, str]:
@@ -212,7 +254,12 @@ class HttpClient:
 
     def _do(self, call: Call[T]) -> T:
         response = self.http.request(
-            call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            call.method,
+            call.path,
+            json=call.json,
+            content=call.content,
+            params=call.params,
+            headers=call.headers,
         )
         raise_for(response, call.missing)
         return call.read(response.content)
@@ -289,12 +336,32 @@ class HttpClient:
         return self._do(replay_webhook_call(job_id))
 
     def list_suppressions(
-        self, account_sid: str, *, to: str | None = None, cursor: int = 0, limit: int = 100
+        self,
+        account_sid: str,
+        *,
+        to: str | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+        sender: str | None = None,
+        reason: str | None = None,
     ) -> SuppressionPage:
-        return self._do(suppressions_call(account_sid, to, cursor, limit))
+        return self._do(suppressions_call(account_sid, to, cursor, limit, sender, reason))
+
+    def add_suppression(
+        self, account_sid: str, to: str, sender: str = "*", reason: str = "manual"
+    ) -> Suppression:
+        return self._do(add_suppression_call(account_sid, to, sender, reason))
 
     def lift_suppression(self, account_sid: str, to: str, sender: str | None = None) -> int:
         return self._do(lift_call(account_sid, to, sender))
+
+    def import_suppressions(self, account_sid: str, text: str) -> int:
+        """Add the rows of a CSV (`to`, and optionally `sender`, `reason`, `at`); how many."""
+        return self._do(import_call(account_sid, text))
+
+    def export_suppressions(self, account_sid: str) -> str:
+        """The account's suppressions as CSV text (`to,sender,reason,at`)."""
+        return self._do(export_call(account_sid))
 
     def close(self) -> None:
         self.http.close()
@@ -323,7 +390,12 @@ class AsyncHttpClient:
 
     async def _do(self, call: Call[T]) -> T:
         response = await self.http.request(
-            call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            call.method,
+            call.path,
+            json=call.json,
+            content=call.content,
+            params=call.params,
+            headers=call.headers,
         )
         raise_for(response, call.missing)
         return call.read(response.content)
@@ -401,12 +473,30 @@ class AsyncHttpClient:
         return await self._do(replay_webhook_call(job_id))
 
     async def list_suppressions(
-        self, account_sid: str, *, to: str | None = None, cursor: int = 0, limit: int = 100
+        self,
+        account_sid: str,
+        *,
+        to: str | None = None,
+        cursor: int = 0,
+        limit: int = 100,
+        sender: str | None = None,
+        reason: str | None = None,
     ) -> SuppressionPage:
-        return await self._do(suppressions_call(account_sid, to, cursor, limit))
+        return await self._do(suppressions_call(account_sid, to, cursor, limit, sender, reason))
+
+    async def add_suppression(
+        self, account_sid: str, to: str, sender: str = "*", reason: str = "manual"
+    ) -> Suppression:
+        return await self._do(add_suppression_call(account_sid, to, sender, reason))
 
     async def lift_suppression(self, account_sid: str, to: str, sender: str | None = None) -> int:
         return await self._do(lift_call(account_sid, to, sender))
+
+    async def import_suppressions(self, account_sid: str, text: str) -> int:
+        return await self._do(import_call(account_sid, text))
+
+    async def export_suppressions(self, account_sid: str) -> str:
+        return await self._do(export_call(account_sid))
 
     async def aclose(self) -> None:
         await self.http.aclose()

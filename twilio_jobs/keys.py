@@ -123,8 +123,28 @@ def backlog(account_sid: str, lane: str) -> str:
 
 
 def suppressed(account_sid: str) -> str:
-    """Hash: `<sender> <to>` -> JSON {code, at, jobId} for recipients who opted out."""
+    """Hash: `<scope> <to>` -> JSON {reason, at, code?, jobId?} for recipients not to send to;
+    the scope a from number, a Messaging Service SID or `*` (the account)."""
     return f"{PREFIX}suppressed:{account_sid}"
+
+
+# -- inbound messages
+
+
+def inbound_seen(account_sid: str, message_sid: str) -> str:
+    """String: set once an inbound message was handled (Twilio may post it again)."""
+    return f"{PREFIX}inbound:seen:{account_sid}:{message_sid}"
+
+
+def inbound_token(account_sid: str) -> str:
+    """String: the account's auth token, encrypted (`POST /api/accounts/inbound`), for checking
+    the signatures of its inbound messages."""
+    return f"{PREFIX}inbound:token:{account_sid}"
+
+
+def inbound_counts(account_sid: str) -> str:
+    """Hash: inbound messages of the account by keyword (`stop`, `start`, `help`, `other`)."""
+    return f"{PREFIX}inbound:counts:{account_sid}"
 
 
 # -- tenancy

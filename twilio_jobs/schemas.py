@@ -347,7 +347,8 @@ class CampaignJobs(BaseModel):
 
 
 class Suppression(BaseModel):
-    """A recipient who opted out (Twilio 21610) of one sender of an account."""
+    """A recipient who must not be sent to by one scope of an account: `sender` is a from
+    number, a Messaging Service SID or `*` (the whole account)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -357,7 +358,9 @@ class Suppression(BaseModel):
     code: int | None = None
     at: str | None = None
     jobId: str | None = None
-    """The job whose send was refused."""
+    """The job whose send was refused (reason 21610)."""
+    reason: str | None = None
+    """Why: `21610` (Twilio refused a send), `keyword` (an inbound STOP), `manual`, `import`."""
 
 
 class SuppressionPage(BaseModel):

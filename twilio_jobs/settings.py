@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Literal
 
@@ -81,6 +82,11 @@ class Settings(BaseSettings):
 
     # -- result webhooks and Twilio status callbacks
     default_callback_url: str | None = None
+    # Inbound messages (POST /api/twilio/inbound): where their `inbound.message` events go
+    # (unset: TWILIO_JOBS_DEFAULT_CALLBACK_URL; neither: no event), and the auth tokens of
+    # accounts other than the default one, as JSON: TWILIO_JOBS_INBOUND_ACCOUNTS='{"AC...": "..."}'.
+    inbound_url: str | None = None
+    inbound_accounts: SecretStr | None = None
     webhook_allow_private: bool = False
     # 17 attempts with these delays span about 24 hours (16 to 32 with jitter).
     webhook_max_attempts: int = Field(default=17, ge=1, le=100)
@@ -127,6 +133,18 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def inbound_tokens(self) -> dict[str, str]:
+        """Auth tokens by account SID for verifying inbound messages: the default account's and
+        TWILIO_JOBS_INBOUND_ACCOUNTS'. Parsed here rather than by a validator, whose error
+        would show the value; the API parses it once at start (`twilio_jobs.inbound`)."""
+        found = (
+            _parse_tokens(self.inbound_accounts.get_secret_value()) if self.inbound_accounts else {}
+        )
+        if self.twilio_account_sid and self.twilio_auth_token is not None:
+            found.setdefault(self.twilio_account_sid, self.twilio_auth_token.get_secret_value())
+        return found
+
+    @property
     def webhook_secrets(self) -> list[str]:
         """The secrets each delivery is signed with, the current one first; none: unsigned."""
         if self.webhook_secret is None:
@@ -155,6 +173,19 @@ class Settings(BaseSettings):
         if not self.redis_url:
             raise RuntimeError("REDIS_URL is not set (use `twilio-jobs serve` for an embedded one)")
         return self.redis_url
+
+
+def _parse_tokens(text: str) -> dict[str, str]:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()
+    ):
+        # the message never repeats the value: it holds tokens
+        raise ValueError('TWILIO_JOBS_INBOUND_ACCOUNTS must be a JSON object {"AC...": "token"}')
+    return dict(data)
 
 
 @lru_cache

@@ -3,7 +3,7 @@
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from producer.deps import ClientDep, Owner
+from producer.deps import ClientDep, InboundDep, Owner
 
 router = APIRouter(tags=["accounts"])
 
@@ -24,6 +24,18 @@ async def register_account(
     account at Twilio; the token is not kept. A send Twilio accepted with a token the
     tenant supplied proves the account too."""
     return await client.accounts.register(who, body.accountSid, body.accountToken)
+
+
+@router.post("/api/accounts/inbound")
+async def register_inbound_account(
+    body: AccountRegistration, who: Owner, client: ClientDep, inbound: InboundDep
+) -> dict[str, str]:
+    """Accept the account's inbound messages (`POST /api/twilio/inbound`): its token is
+    checked at Twilio like `POST /api/accounts` (which this also does for the tenant) and kept,
+    encrypted, to verify the messages' signatures."""
+    answer = await client.accounts.register(who, body.accountSid, body.accountToken)
+    inbound.register(body.accountSid, body.accountToken)
+    return answer
 
 
 @router.get("/api/accounts")

@@ -4,13 +4,16 @@ The client answers with records (`twilio_jobs.schemas`); the routes that declare
 model answer with them dumped, so their OpenAPI entries stay as they were."""
 
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from producer.deps import ClientDep, Owner
 from twilio_jobs.campaigns import CampaignRequest
+from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.schemas import CampaignAccepted, JobStatus
 
 router = APIRouter(tags=["campaigns"])
@@ -87,11 +90,75 @@ def list_suppressions(
     to: str | None = None,
     cursor: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    sender: Annotated[str | None, Query(max_length=64)] = None,
+    reason: Annotated[str | None, Query(max_length=16)] = None,
 ) -> dict[str, Any]:
-    """Recipients who opted out (21610), per sender. The tenant must have proven it holds
-    the account (`POST /api/accounts`, or a send with its credentials)."""
-    page = client.list_suppressions(account_sid, to=to, cursor=cursor, limit=limit, owner=who)
+    """The account's suppressions, a page at a time: each with its scope (`sender`: a from
+    number, a Messaging Service SID or `*` for the whole account), `reason` (21610, keyword,
+    manual, import) and time; filter by `to`, `sender` and `reason`. The tenant must have
+    proven it holds the account (`POST /api/accounts`, or a send with its credentials)."""
+    page = client.list_suppressions(
+        account_sid, to=to, cursor=cursor, limit=limit, sender=sender, reason=reason, owner=who
+    )
     return page.model_dump(mode="json", exclude_unset=True)
+
+
+class SuppressionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accountSid: str = Field(max_length=64)
+    to: str = Field(max_length=64)
+    sender: str = Field(default="*", max_length=64)
+    reason: Literal["manual", "keyword", "21610", "import"] = "manual"
+
+
+@router.post("/api/suppressions", tags=["suppressions"])
+def add_suppression(body: SuppressionRequest, who: Owner, client: ClientDep) -> dict[str, Any]:
+    """Suppress a recipient for one sender, a Messaging Service or (`*`, the default) the
+    whole account. The tenant must have proven it holds the account."""
+    added = client.add_suppression(body.accountSid, body.to, body.sender, body.reason, owner=who)
+    return added.model_dump(mode="json", exclude_unset=True)
+
+
+@router.post("/api/suppressions/import", tags=["suppressions"])
+async def import_suppressions(
+    request: Request,
+    who: Owner,
+    client: ClientDep,
+    account_sid: Annotated[str, Query(alias="accountSid", max_length=64)],
+) -> dict[str, int]:
+    """Add the rows of a CSV body (`text/csv`; a header naming `to`, and optionally `sender`
+    (default `*`), `reason` (default `import`) and `at`). Every row is checked before any is
+    written. The tenant must have proven it holds the account."""
+    client.accounts.require(who, account_sid)
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidRequest("Invalid CSV: must be UTF-8") from None
+    imported = await run_in_threadpool(client.import_suppressions, account_sid, text, owner=who)
+    return {"imported": imported}
+
+
+@router.get(
+    "/api/suppressions/export.csv",
+    tags=["suppressions"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+def export_suppressions(
+    who: Owner,
+    client: ClientDep,
+    account_sid: Annotated[str, Query(alias="accountSid", max_length=64)],
+) -> StreamingResponse:
+    """The account's suppressions as CSV (`to,sender,reason,at`), streamed. The tenant must
+    have proven it holds the account."""
+    rows = client.export_suppressions(account_sid, owner=who)
+    return StreamingResponse(
+        iterate_in_threadpool(rows),
+        media_type="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'},
+    )
 
 
 @router.delete("/api/suppressions", tags=["suppressions"])

@@ -1,11 +1,13 @@
-"""Webhooks: Twilio's status callbacks in, and our result webhooks' failures out."""
+"""Webhooks: Twilio's status callbacks and inbound messages in, and our result webhooks'
+failures out."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from producer.deps import ClientDep, Owner, StatusCallbacksDep
+from producer.deps import ClientDep, InboundDep, Owner, StatusCallbacksDep
+from twilio_jobs import inbound
 from twilio_jobs.schemas import JobRecord
 from twilio_jobs.status_callbacks import ROUTE
 
@@ -26,6 +28,20 @@ async def twilio_status(
     kind = request.headers.get("Content-Type", "")
     await run_in_threadpool(callbacks.accept, job_id, token, raw, kind, signature, url)
     return Response(status_code=204)
+
+
+@router.post(inbound.ROUTE, response_class=Response)
+async def twilio_inbound(request: Request, handler: InboundDep) -> Response:
+    """A message to one of the account's numbers (the number's or Messaging Service's
+    incoming-message webhook; a form signed by Twilio with the account's token). Opt-out
+    keywords suppress the sender for that number or Messaging Service, opt-in keywords lift
+    it; every message becomes an `inbound.message` webhook event. Answers empty TwiML."""
+    raw = await request.body()
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    url = handler.public_url(query, str(request.url))
+    signature = request.headers.get("X-Twilio-Signature")
+    await run_in_threadpool(handler.accept, raw, signature, url)
+    return Response(inbound.EMPTY_TWIML, media_type="text/xml")
 
 
 @router.get("/api/webhooks/failed")

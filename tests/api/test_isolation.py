@@ -33,6 +33,7 @@ KEYS = "alpha:key-alpha-0123456789,alpha:key-alpha-rotated-abcdef,bravo:key-brav
 STOPPED = "+14155550199"
 SENDER = SEED_SMS["from"]
 HOOK = "http://127.0.0.1:9/hook"
+ADDED = "+14155550198"
 
 # What each route must do for another tenant:
 #   owned    names one of A's resources: 403/404 for B, and A's resource unchanged
@@ -57,9 +58,13 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/campaigns/{campaign_id}/cancel"): "owned",
     ("GET", "/api/suppressions"): "account",
     ("DELETE", "/api/suppressions"): "account",
+    ("POST", "/api/suppressions"): "account",
+    ("POST", "/api/suppressions/import"): "account",
+    ("GET", "/api/suppressions/export.csv"): "account",
     ("GET", "/api/webhooks/failed"): "list",
     ("GET", "/api/accounts"): "list",
     ("POST", "/api/accounts"): "prove",
+    ("POST", "/api/accounts/inbound"): "prove",
 }
 
 # Public by design, with the reason.
@@ -67,6 +72,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "liveness",
     ("GET", "/readyz"): "readiness",
     ("POST", "/api/twilio/status/{job_id}"): "Twilio's callback, authenticated by its own token",
+    ("POST", "/api/twilio/inbound"): "Twilio's incoming-message webhook, signed by the account",
     ("GET", "/openapi.json"): "the API's description",
     ("GET", "/docs"): "the API's description",
     ("GET", "/docs/oauth2-redirect"): "the API's description",
@@ -91,6 +97,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "recipients": [{"to": "+14155550101"}],
     },
     ("POST", "/api/accounts"): {"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": "not-it"},
+    ("POST", "/api/accounts/inbound"): {"accountSid": DEFAULT_ACCOUNT_SID, "accountToken": "x"},
+    ("POST", "/api/suppressions"): {"accountSid": DEFAULT_ACCOUNT_SID, "to": ADDED},
 }
 
 
@@ -156,6 +164,8 @@ class Resources:
         assert redis_conn.hget(keys.job(self.job_id), "status") == "queued"
         assert redis_conn.hget(keys.campaign(self.campaign_id), "state") == "active"
         assert redis_conn.hexists(keys.suppressed(DEFAULT_ACCOUNT_SID), f"{SENDER} {STOPPED}")
+        assert not redis_conn.hexists(keys.suppressed(DEFAULT_ACCOUNT_SID), f"* {ADDED}")
+        assert redis_conn.hlen(keys.suppressed(DEFAULT_ACCOUNT_SID)) == 1
         assert redis_conn.zscore(keys.WEBHOOKS_FAILED, self.delivery) is not None
 
 
@@ -229,6 +239,12 @@ def test_every_route_holds_tenant_b_and_anonymous_out(
     assert api.get("/openapi.json").status_code == 200
     status = api.post(f"/api/twilio/status/{a.job_id}", data={"MessageStatus": "delivered"})
     assert status.status_code == 403
+    stop = {"AccountSid": DEFAULT_ACCOUNT_SID, "From": STOPPED, "To": SENDER, "Body": "START"}
+    inbound = api.post("/api/twilio/inbound", data=stop)  # unsigned
+    assert inbound.status_code == 403 and inbound.json()["callback"] == "error"
+    assert redis_conn.hexists(keys.suppressed(DEFAULT_ACCOUNT_SID), f"{SENDER} {STOPPED}")
+    exported = a.call("GET", "/api/suppressions/export.csv", ALPHA)
+    assert exported.headers["content-type"].startswith("text/csv") and STOPPED in exported.text
 
 
 def test_issue_scenario_bravo_can_neither_read_nor_lift_alphas_opt_out(

@@ -5,7 +5,8 @@
 -- tj_gate(job_key, job_id, old, stamp): nil when the job may go on, else what became of it:
 --   paused      the job id is parked in the campaign's set; `resume` dispatches it again
 --   cancelled   the job ended `cancelled` (its campaign was cancelled)
---   suppressed  the job ended `suppressed`: its recipient opted out of this sender
+--   suppressed  the job ended `suppressed`: its recipient is suppressed for its from number,
+--               its Messaging Service or the whole account (`*`)
 
 local function tj_end(key, old, new, stamp, err, result)
   tj_move(key, old, new)
@@ -29,13 +30,18 @@ local function tj_gate(key, job_id, old, stamp)
   if f[2] ~= 'makeCall' and f[3] and f[4] then
     local ok, p = pcall(cjson.decode, f[3])
     if ok and type(p) == 'table' and type(p.To) == 'string' then
-      local sender = p.From
-      if type(sender) ~= 'string' then sender = p.MessagingServiceSid end
-      if type(sender) == 'string'
-         and redis.call('HEXISTS', tj_key_suppressed(f[4]), sender .. ' ' .. p.To) == 1
-      then
-        tj_end(key, old, 'suppressed', stamp, TJ_SUPPRESSED.error, TJ_SUPPRESSED.result)
-        return 'suppressed'
+      -- suppressed for its from number, its Messaging Service, or the whole account ('*')
+      local fields = {'* ' .. p.To}
+      if type(p.From) == 'string' then fields[#fields + 1] = p.From .. ' ' .. p.To end
+      if type(p.MessagingServiceSid) == 'string' then
+        fields[#fields + 1] = p.MessagingServiceSid .. ' ' .. p.To
+      end
+      local found = redis.call('HMGET', tj_key_suppressed(f[4]), unpack(fields))
+      for i = 1, #fields do
+        if found[i] then
+          tj_end(key, old, 'suppressed', stamp, TJ_SUPPRESSED.error, TJ_SUPPRESSED.result)
+          return 'suppressed'
+        end
       end
     end
   end

@@ -7,6 +7,8 @@
 --
 -- tj_emit(job_key, event): a pending delivery of the job's record, as it is now, to its
 --   `callbackUrl`; returns its id, or nil when the job is missing or has no URL.
+-- tj_emit_body(id, job_id, owner, event, url, body, ttl_ms): a pending delivery of a body
+--   rendered by the caller, of no job (an inbound message).
 -- tj_event(job_key, event): tj_emit once the script's own writes are done (tj_move queues
 --   `job.<final status>` this way; the script composer runs tj_flush after the script).
 
@@ -35,6 +37,17 @@ local function tj_emit(job_key, event)
   local state = '{"id":' .. cjson.encode(id) .. ',"event":' .. cjson.encode(event)
     .. ',"status":"pending","attempts":0,"lastError":null,"lastAttemptAt":null}'
   redis.call('HSET', job_key, 'whLatest', id, 'webhook', state)
+  return id
+end
+
+local function tj_emit_body(id, job_id, owner, event, url, body, ttl_ms)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+  local key = tj_key_webhook(id)
+  redis.call('HSET', key, 'jobId', job_id, 'owner', owner, 'event', event, 'url', url,
+             'body', body, 'status', 'pending', 'attempts', 0, 'createdAt', t[1])
+  redis.call('PEXPIRE', key, ttl_ms)
+  redis.call('ZADD', tj_key_webhook_schedule(), now, id)
   return id
 end
 
