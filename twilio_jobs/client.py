@@ -19,6 +19,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -34,6 +35,7 @@ from twilio_jobs.crypto import Cipher
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import (
     CREDENTIALS_REQUIRED,
+    CampaignNotFound,
     Conflict,
     InvalidRequest,
     JobNotFound,
@@ -41,7 +43,8 @@ from twilio_jobs.errors import (
 )
 from twilio_jobs.lifecycle import JobStatus, is_final
 from twilio_jobs.outbox import Outbox
-from twilio_jobs.schemas import JobKind, _SendBase, twilio_params
+from twilio_jobs.schemas import CampaignPage, JobKind, JobPage, _SendBase, twilio_params
+from twilio_jobs.search import JobQuery, Search
 from twilio_jobs.settings import Settings, get_settings
 from twilio_jobs.store import JobStore
 from twilio_jobs.submission import describe_errors, new_job_id
@@ -77,6 +80,7 @@ class Client:
         self.webhooks = Outbox(self.redis, self.settings, self.dispatcher.send_webhooks)
         # `asubmit` opens its own connections to the same server, so not with an injected client.
         self._async_ok = redis_client is None
+        self._index_loaded = False
         self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, JobWriter] = WeakKeyDictionary()
 
     # -- sending -------------------------------------------------------------------------------
@@ -113,15 +117,25 @@ class Client:
                 return Submission(existing, JobStatus(self._status(existing)), created=False)
         status = JobStatus.scheduled if due else JobStatus.queued
         fields = self._fields(kind, request, params, account_sid, token, status, owner)
+        entry = (job_id, owner, status.value, self._digest(params))
         try:
+            self._index_ready()
             pipe = self.redis.pipeline(transaction=True)
             self.store.write(pipe, job_id, fields)
+            self.store.index(pipe, [entry], time.time())
             # Scheduled jobs wait in the schedule; the others get a watchdog entry there, so a
             # task message lost by the broker (a worker killed between taking it and recording
             # it as unacked) is handed out again. The ledger makes the spare delivery harmless.
             self.store.schedule(pipe, job_id, due or time.time() + self.settings.requeue_after)
             queued = not due and self.dispatcher.queue_in(pipe, [job_id])
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.exceptions.NoScriptError:  # the server lost its scripts: the rest ran
+                self._index_loaded = False
+                self._index_ready()
+                pipe = self.redis.pipeline(transaction=False)
+                self.store.index(pipe, [entry], time.time())
+                pipe.execute()
             if not due and not queued:
                 self.dispatcher.send([job_id])
         except (redis.RedisError, OSError) as exc:
@@ -159,10 +173,20 @@ class Client:
         job_id = new_job_id()
         fields = self._fields(kind, request, params, account_sid, token, JobStatus.queued, owner)
         try:
-            await self._writer().write(job_id, fields)
+            await self._writer().write(job_id, fields, self._digest(params))
         except (redis.RedisError, OSError) as exc:
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
         return Submission(job_id, JobStatus.queued, created=True)
+
+    def _digest(self, params: Mapping[str, Any]) -> str:
+        """The recipient's keyed digest, for its index (twilio_jobs.search)."""
+        to = params.get("To")
+        return self.cipher.digest(to) if isinstance(to, str) and to else ""
+
+    def _index_ready(self) -> None:
+        if not self._index_loaded:
+            self.store.load_index()
+            self._index_loaded = True
 
     def _writer(self) -> JobWriter:
         """The coalescing writer of the running event loop (its connections belong to it)."""
@@ -252,6 +276,10 @@ class Client:
         return CampaignState(self.settings, self.redis, self.dispatcher)
 
     @cached_property
+    def search(self) -> Search:
+        return Search(self.redis, self.cipher)
+
+    @cached_property
     def suppressions(self) -> Suppressions:
         return Suppressions(self.redis)
 
@@ -332,6 +360,42 @@ class Client:
             raise Conflict(f"Only a failed job can be retried; this one is {outcome}")
         self.dispatcher.send([job_id])
         return self.get(job_id, owner=owner) or {}
+
+    def list_jobs(
+        self,
+        *,
+        owner: str = "",
+        status: JobStatus | str | None = None,
+        to: str | None = None,
+        campaign_id: str | None = None,
+        error_code: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """The tenant's jobs, newest first, filtered (twilio_jobs.search); a page at a time."""
+        query = JobQuery(
+            JobStatus(status) if status else None, to, campaign_id, error_code, since, until
+        )
+        try:
+            page = self.search.jobs(owner, query, cursor=cursor, limit=limit)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("The job store is unavailable; try again") from exc
+        return JobPage.model_validate(page)
+
+    def list_campaigns(
+        self, *, owner: str = "", cursor: str | None = None, limit: int = 50
+    ) -> CampaignPage:
+        """The tenant's campaigns, newest first, each with its status."""
+        ids, following = self.search.campaign_ids(owner, cursor=cursor, limit=limit)
+        found = []
+        for campaign_id in ids:
+            try:
+                found.append(self.campaign_state.status(campaign_id, owner=owner))
+            except CampaignNotFound:  # expired meanwhile
+                continue
+        return CampaignPage(campaigns=found, nextCursor=following)
 
     def ping(self) -> bool:
         try:

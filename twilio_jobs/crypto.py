@@ -22,6 +22,7 @@ class Cipher:
     def __init__(self, secret: str) -> None:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret, b"twilio-jobs/credentials")))
         self._mac_key = _derive(secret, b"twilio-jobs/tokens")
+        self._index_key = _derive(secret, b"twilio-jobs/index")
         self._recent: dict[str, tuple[float, str]] = {}
         self._decrypted: dict[str, str] = {}
 
@@ -57,6 +58,11 @@ class Cipher:
             self._decrypted.clear()
         self._decrypted[ciphertext] = plaintext
         return plaintext
+
+    def digest(self, text: str) -> str:
+        """A keyed digest of `text` (a phone number) for index key names: without the secret
+        key it cannot be turned back into the number by trying every number."""
+        return hmac.new(self._index_key, text.encode(), hashlib.sha256).hexdigest()[:24]
 
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()

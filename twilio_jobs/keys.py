@@ -111,6 +111,50 @@ def proven(tenant: str) -> str:
     return f"{PROVEN_PREFIX}{tenant}"
 
 
+# -- indexes (twilio_jobs.search): sorted sets of job ids by creation time (unix seconds), per
+# tenant. Each is trimmed to TWILIO_JOBS_RESULT_TTL by score and expires with its newest record.
+
+OPEN_TENANT = "_"
+"""The tenant part of index keys without API keys (a tenant name starts with a letter or digit,
+a bare key's tenant is a hex digest: neither is `_`)."""
+
+
+def _tenant(owner: str) -> str:
+    return owner or OPEN_TENANT
+
+
+def index_all(owner: str) -> str:
+    """Sorted set: every job of the tenant."""
+    return f"{PREFIX}ix:{_tenant(owner)}:all"
+
+
+def index_status(owner: str, status: str) -> str:
+    """Sorted set: the tenant's jobs in one status (kept by `tj_move`)."""
+    return f"{PREFIX}ix:{_tenant(owner)}:status:{status}"
+
+
+def index_to(owner: str, digest: str) -> str:
+    """Sorted set: the tenant's jobs to one recipient, named by a keyed digest of the number
+    (`twilio_jobs.search.recipient_digest`), never the number itself."""
+    return f"{PREFIX}ix:{_tenant(owner)}:to:{digest}"
+
+
+def index_campaign(owner: str, campaign_id: str) -> str:
+    """Sorted set: the jobs of one of the tenant's campaigns."""
+    return f"{PREFIX}ix:{_tenant(owner)}:campaign:{campaign_id}"
+
+
+def index_error(owner: str, code: str) -> str:
+    """Sorted set: the tenant's jobs that failed with, or were reported undelivered with, a
+    Twilio error code."""
+    return f"{PREFIX}ix:{_tenant(owner)}:error:{code}"
+
+
+def index_campaigns(owner: str) -> str:
+    """Sorted set: the tenant's campaign ids by creation time."""
+    return f"{PREFIX}ix:{_tenant(owner)}:campaigns"
+
+
 NO_CAMPAIGN = campaign("-")
 """A key never written: the campaign hash of a job that has none, for scripts that take one."""
 
@@ -133,4 +177,32 @@ def lua_constants() -> str:
         assert "'" not in head + tail and "\\" not in head + tail
         suffix = f" .. '{tail}'" if tail else ""
         lines.append(f"local function tj_key_{name}(id) return '{head}' .. id{suffix} end")
+    # Index keys of a tenant (`OPEN_TENANT` for ""), from the builders above.
+    for name, key in (
+        ("index_status", index_status(marker, "\x01")),
+        ("index_campaign", index_campaign(marker, "\x01")),
+        ("index_error", index_error(marker, "\x01")),
+        ("index_to", index_to(marker, "\x01")),
+    ):
+        head, _, rest = key.partition(marker)
+        middle, _, tail = rest.partition("\x01")
+        assert not tail and "'" not in head + middle
+        lines.append(
+            f"local function tj_key_{name}(owner, x) return '{head}' .. tj_tenant(owner) .. "
+            f"'{middle}' .. x end"
+        )
+    lines.insert(
+        0,
+        "local function tj_tenant(owner) if not owner or owner == '' then return "
+        f"'{OPEN_TENANT}' end return owner end",
+    )
+    head, _, tail = index_all(marker).partition(marker)
+    lines.append(
+        f"local function tj_key_index_all(owner) return '{head}' .. tj_tenant(owner) .. "
+        f"'{tail}' end"
+    )
+    prefix = job("")
+    lines.append(
+        f"local function tj_job_id(job_key) return string.sub(job_key, {len(prefix) + 1}) end"
+    )
     return "\n".join(lines) + "\n"

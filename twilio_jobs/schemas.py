@@ -262,6 +262,22 @@ class JobRecord(BaseModel):
     webhook: WebhookState | None = None
 
 
+class JobPage(BaseModel):
+    """A page of a tenant's jobs, newest first (`GET /api/jobs`); `nextCursor` is null at the
+    end."""
+
+    jobs: list[JobRecord]
+    nextCursor: str | None = None
+
+
+class CampaignPage(BaseModel):
+    """A page of a tenant's campaigns, newest first (`GET /api/campaigns`), each as
+    `GET /api/campaigns/{id}` shows it."""
+
+    campaigns: list[dict[str, Any]]
+    nextCursor: str | None = None
+
+
 class Accepted(BaseModel):
     jobId: str
     status: JobStatus
@@ -281,8 +297,10 @@ __all__ = [
     "ERROR_RESPONSES",
     "Accepted",
     "CallRequest",
+    "CampaignPage",
     "JobError",
     "JobKind",
+    "JobPage",
     "JobRecord",
     "JobStatus",
     "MmsRequest",

@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from producer.deps import ClientDep, Owner
 from twilio_jobs.campaigns import CampaignAccepted, CampaignRequest
-from twilio_jobs.schemas import JobStatus
+from twilio_jobs.schemas import CampaignPage, JobStatus
 
 router = APIRouter(tags=["campaigns"])
 
@@ -27,6 +27,17 @@ async def create_campaign(
     if dry_run:
         response.status_code = 200
     return answer
+
+
+@router.get("/api/campaigns", response_model=CampaignPage)
+def list_campaigns(
+    who: Owner,
+    client: ClientDep,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> CampaignPage:
+    """The caller's campaigns, newest first, each as `GET /api/campaigns/{id}` shows it."""
+    return client.list_campaigns(owner=who, cursor=cursor, limit=limit)
 
 
 @router.get("/api/campaigns/{campaign_id}")

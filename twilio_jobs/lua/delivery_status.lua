@@ -1,4 +1,5 @@
 -- delivery_status: a Twilio status callback's delivery status, never moving backwards.
+-- include: lifecycle
 -- KEYS[1] job hash
 -- ARGV[1] status   ARGV[2] its rank   ARGV[3] error code ('' for none)   ARGV[4] now (ISO)
 -- ARGV[5] the callback's SID ('' for none)
@@ -9,5 +10,8 @@ if ARGV[5] ~= '' and f[3] and f[3] ~= '' and f[3] ~= ARGV[5] then return 'other'
 if f[2] and tonumber(f[2]) >= tonumber(ARGV[2]) then return 'stale' end
 redis.call('HSET', KEYS[1], 'deliveryStatus', ARGV[1], 'deliveryRank', ARGV[2],
            'updatedAt', ARGV[4])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'errorCode', ARGV[3]) end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'errorCode', ARGV[3])
+  tj_index_error(KEYS[1], ARGV[3])
+end
 return 'ok'
