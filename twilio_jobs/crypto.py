@@ -60,9 +60,10 @@ class Cipher:
         return plaintext
 
     def digest(self, text: str) -> str:
-        """A keyed digest of `text` (a phone number) for index key names: without the secret
-        key it cannot be turned back into the number by trying every number."""
-        return hmac.new(self._index_key, text.encode(), hashlib.sha256).hexdigest()[:24]
+        """The index bucket of `text` (a phone number): 4 hex digits of a keyed digest, one of
+        65,536. Without the secret key it cannot be turned back into the number by trying
+        every number, and each bucket holds many numbers (the search checks the record's)."""
+        return hmac.new(self._index_key, text.encode(), hashlib.sha256).hexdigest()[:4]
 
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 
 from twilio_jobs import errors
-from twilio_jobs.schemas import Accepted, JobKind, JobRecord
-from twilio_jobs.submission import camel
+from twilio_jobs.schemas import Accepted, JobKind, JobPage, JobRecord
+from twilio_jobs.submission import camel, snake_to_camel
 
 ERRORS: Mapping[int, type[errors.TwilioJobsError]] = {
     400: errors.InvalidRequest,
@@ -82,6 +83,18 @@ def retry_call(job_id: str, account_token: str | None) -> Call:
     return Call("POST", f"/api/jobs/{job_id}/retry", json=body)
 
 
+def list_call(filters: Mapping[str, Any]) -> Call:
+    """`GET /api/jobs` with the filters given (snake_case names, as `Client.list_jobs`)."""
+    params = {}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        params[snake_to_camel(name)] = value
+    return Call("GET", "/api/jobs", params=params)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -136,6 +149,11 @@ class HttpClient:
 
     def retry(self, job_id: str, account_token: str | None = None) -> JobRecord:
         return JobRecord.model_validate(self._do(retry_call(job_id, account_token)).json())
+
+    def list_jobs(self, **filters: Any) -> JobPage:
+        """`status=`, `to=`, `campaign_id=`, `error_code=`, `since=`, `until=` (datetimes),
+        `cursor=`, `limit=`: the caller's jobs, newest first (`GET /api/jobs`)."""
+        return JobPage.model_validate(self._do(list_call(filters)).json())
 
     def close(self) -> None:
         self.http.close()
@@ -202,6 +220,9 @@ class AsyncHttpClient:
     async def retry(self, job_id: str, account_token: str | None = None) -> JobRecord:
         call = retry_call(job_id, account_token)
         return JobRecord.model_validate((await self._do(call)).json())
+
+    async def list_jobs(self, **filters: Any) -> JobPage:
+        return JobPage.model_validate((await self._do(list_call(filters))).json())
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -134,8 +134,8 @@ def index_status(owner: str, status: str) -> str:
 
 
 def index_to(owner: str, digest: str) -> str:
-    """Sorted set: the tenant's jobs to one recipient, named by a keyed digest of the number
-    (`twilio_jobs.search.recipient_digest`), never the number itself."""
+    """Sorted set: the tenant's jobs to the recipients of one bucket, named by a keyed digest
+    of the number (`Cipher.digest`, 65,536 buckets), never the number itself."""
     return f"{PREFIX}ix:{_tenant(owner)}:to:{digest}"
 
 

@@ -2,7 +2,7 @@
 keeps (`lua/lifecycle.lua`: `tj_move` and the creation scripts).
 
 Each index is a sorted set of job ids scored by creation time (unix seconds), per tenant: all of
-its jobs, one per status, per campaign, per recipient (named by a keyed digest of the number,
+its jobs, one per status, per campaign, per recipient bucket (named by a keyed digest of the number,
 `Cipher.digest`, never the number) and per Twilio error code. A query walks the most selective
 index that applies, newest first, within `since`/`until`, and checks the other filters on each
 record. The cursor is `<score>:<skip>`: continue at that score, past `skip` ids that had it.
