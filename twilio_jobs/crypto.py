@@ -22,7 +22,7 @@ class Cipher:
     def __init__(self, secret: str) -> None:
         self._fernet = Fernet(base64.urlsafe_b64encode(_derive(secret, b"twilio-jobs/credentials")))
         self._mac_key = _derive(secret, b"twilio-jobs/tokens")
-        self._index_key = _derive(secret, b"twilio-jobs/index")
+        self._index_mac = hmac.new(_derive(secret, b"twilio-jobs/index"), digestmod=hashlib.sha256)
         self._recent: dict[str, tuple[float, str]] = {}
         self._decrypted: dict[str, str] = {}
 
@@ -60,10 +60,12 @@ class Cipher:
         return plaintext
 
     def digest(self, text: str) -> str:
-        """The index bucket of `text` (a phone number): 4 hex digits of a keyed digest, one of
-        65,536. Without the secret key it cannot be turned back into the number by trying
-        every number, and each bucket holds many numbers (the search checks the record's)."""
-        return hmac.new(self._index_key, text.encode(), hashlib.sha256).hexdigest()[:4]
+        """The index bucket of `text` (a phone number): 3 hex digits of a keyed digest, one of
+        4,096. Without the secret key it cannot be turned back into the number by trying every
+        number, and each bucket holds many numbers (the search checks the record's)."""
+        mac = self._index_mac.copy()
+        mac.update(text.encode())
+        return mac.hexdigest()[:3]
 
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()

@@ -135,7 +135,7 @@ def index_status(owner: str, status: str) -> str:
 
 def index_to(owner: str, digest: str) -> str:
     """Sorted set: the tenant's jobs to the recipients of one bucket, named by a keyed digest
-    of the number (`Cipher.digest`, 65,536 buckets), never the number itself."""
+    of the number (`Cipher.digest`, 4,096 buckets), never the number itself."""
     return f"{PREFIX}ix:{_tenant(owner)}:to:{digest}"
 
 

@@ -105,16 +105,24 @@ local function tj_index_move(job_key, old, new)
   end
 end
 
+-- `tj_index_add` for a job just created: its TTL is the longest any entry has, so the key's
+-- expiry is set without reading it first.
+local function tj_index_add_new(key, score, id, ttl)
+  redis.call('ZADD', key, score, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. tostring(score - ttl))
+  redis.call('EXPIRE', key, ttl)
+end
+
 -- Enter a new job (already written, with its TTL) in its tenant's indexes: all, its status,
 -- its campaign, its recipient (`digest`, '' for none). `score` is its creation time.
 local function tj_index_new(owner, id, status, campaign, digest, score, ttl)
-  tj_index_add(tj_key_index_all(owner), score, id, ttl)
-  tj_index_add(tj_key_index_status(owner, status), score, id, ttl)
+  tj_index_add_new(tj_key_index_all(owner), score, id, ttl)
+  tj_index_add_new(tj_key_index_status(owner, status), score, id, ttl)
   if campaign and campaign ~= '' then
-    tj_index_add(tj_key_index_campaign(owner, campaign), score, id, ttl)
+    tj_index_add_new(tj_key_index_campaign(owner, campaign), score, id, ttl)
   end
   if digest and digest ~= '' then
-    tj_index_add(tj_key_index_to(owner, digest), score, id, ttl)
+    tj_index_add_new(tj_key_index_to(owner, digest), score, id, ttl)
   end
 end
 

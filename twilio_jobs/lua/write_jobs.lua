@@ -27,7 +27,9 @@ for i = 4, #ARGV, 3 do
   redis.call('EXPIRE', key, ttl)
   members[#members + 1] = score
   members[#members + 1] = ARGV[i]
-  if ARGV[i + 2] ~= '' then tj_index_add(tj_key_index_to(owner, ARGV[i + 2]), score, ARGV[i], ttl) end
+  if ARGV[i + 2] ~= '' then
+    tj_index_add_new(tj_key_index_to(owner, ARGV[i + 2]), score, ARGV[i], ttl)
+  end
 end
 if #members > 0 then
   -- One ZADD per index for the chunk, then one trim and expiry each.
@@ -35,7 +37,7 @@ if #members > 0 then
   if campaign ~= '' then shared_keys[3] = tj_key_index_campaign(owner, campaign) end
   for _, ix in ipairs(shared_keys) do
     redis.call('ZADD', ix, unpack(members))
-    tj_index_add(ix, score, ARGV[4], ttl)
+    tj_index_add_new(ix, score, ARGV[4], ttl)
   end
 end
 return (#ARGV - 3) / 3
