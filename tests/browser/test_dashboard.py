@@ -104,6 +104,20 @@ def shooter(driver: Any) -> Callable[[str], None]:
     return shoot
 
 
+def submit(driver: Any, element: Any) -> None:
+    """Click a button or link that loads a new page, and wait until it has."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+    )
+
+
 def text(driver: Any, css: str) -> str:
     from selenium.webdriver.common.by import By
 
@@ -129,10 +143,10 @@ def test_campaign_failed_job_retry_webhook_replay_and_suppression(
     assert browser.current_url == f"{base}/ui/login"
     shoot("login")
     browser.find_element(By.ID, "key").send_keys("not-the-key")
-    browser.find_element(By.ID, "sign-in").click()
+    submit(browser, browser.find_element(By.ID, "sign-in"))
     assert "valid API key" in text(browser, "#error")
     browser.find_element(By.ID, "key").send_keys(KEY)
-    browser.find_element(By.ID, "sign-in").click()
+    submit(browser, browser.find_element(By.ID, "sign-in"))
     assert browser.current_url == f"{base}/ui"
     cookie = browser.get_cookie("tj_key")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
@@ -150,7 +164,7 @@ def test_campaign_failed_job_retry_webhook_replay_and_suppression(
 
     browser.get(f"{base}/ui/campaigns")
     assert campaign_id in text(browser, "#campaigns")
-    browser.find_element(By.LINK_TEXT, campaign_id).click()
+    submit(browser, browser.find_element(By.LINK_TEXT, campaign_id))
     assert browser.current_url == f"{base}/ui/campaigns/{campaign_id}"
     # The progress is live: the page fetches it every second, no reload here.
     wait_until(lambda: text(browser, "#progress") == "100.0%", timeout=60, interval=0.2)
@@ -162,17 +176,17 @@ def test_campaign_failed_job_retry_webhook_replay_and_suppression(
     # Find the failed job by its recipient, retry it with the token, see it succeed.
     browser.get(f"{base}/ui/jobs")
     browser.find_element(By.ID, "to").send_keys(FAILING)
-    browser.find_element(By.ID, "find").click()
+    submit(browser, browser.find_element(By.ID, "find"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#results tr")
     assert len(rows) == 2 and "failed" in rows[1].text, [r.text for r in rows]
     shoot("jobs")
-    rows[1].find_element(By.CSS_SELECTOR, "a").click()
+    submit(browser, rows[1].find_element(By.CSS_SELECTOR, "a"))
     assert text(browser, "#job-status") == "failed"
     job_id = browser.current_url.rsplit("/", 1)[-1]
     browser.find_element(By.NAME, "accountToken").send_keys(DEFAULT_AUTH_TOKEN)
     shoot("job-failed")
-    browser.find_element(By.ID, "retry").click()
-    assert text(browser, "#note") == "retry: done"
+    submit(browser, browser.find_element(By.ID, "retry"))
+    assert text(browser, "#note") == "retry: done", text(browser, "#error")
 
     def succeeded() -> bool:
         browser.refresh()
@@ -194,7 +208,7 @@ def test_campaign_failed_job_retry_webhook_replay_and_suppression(
     browser.get(f"{base}/ui/webhooks")
     assert job_id[:12] in text(browser, "#failed")
     shoot("webhooks")
-    browser.find_element(By.CSS_SELECTOR, "#failed button").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "#failed button"))
     assert browser.current_url.startswith(f"{base}/ui/webhooks")
     assert text(browser, "#note") == "webhook: done"
     assert redis_conn.zscore(keys.WEBHOOKS_FAILED, delivery) is None
@@ -205,7 +219,7 @@ def test_campaign_failed_job_retry_webhook_replay_and_suppression(
     assert STOPPED in text(browser, "#suppressions")
     shoot("suppressions")
     browser.execute_script("window.confirm = function () { return true; };")
-    browser.find_element(By.CSS_SELECTOR, "#suppressions button").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "#suppressions button"))
     assert text(browser, "#note") == "lifted 1"
     assert not redis_conn.hexists(
         keys.suppressed(DEFAULT_ACCOUNT_SID), f"{SEED_SMS['from']} {STOPPED}"
