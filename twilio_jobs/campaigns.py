@@ -305,6 +305,11 @@ class Campaigns:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.campaign(campaign_id), mapping=meta)
         pipe.expire(keys.campaign(campaign_id), ttl)
+        listed = keys.index_campaigns(owner)  # the tenant's campaigns (twilio_jobs.search)
+        created = time.time()
+        pipe.zadd(listed, {campaign_id: created})
+        pipe.zremrangebyscore(listed, "-inf", f"({created - ttl}")
+        pipe.expire(listed, ttl)
         pipe.execute()
         write_jobs = scripts.register(self.redis, "write_jobs")
         # Watchdog entries (see Client.submit): a batch message lost by the broker is handed
@@ -336,9 +341,11 @@ class Campaigns:
             if window:
                 shared["window"] = window
             flat = json.dumps([x for pair in shared.items() for x in pair])
-            args: list[Any] = [flat, store.ttl]
+            args: list[Any] = [flat, store.ttl, f"{time.time():.3f}"]
             for job_id, params in zip(ids, chunk, strict=True):
-                args += (job_id, json.dumps(params, separators=(",", ":")))
+                to = params.get("To")
+                digest = self.cipher.digest(to) if isinstance(to, str) and to else ""
+                args += (job_id, json.dumps(params, separators=(",", ":")), digest)
             pipe = self.redis.pipeline(transaction=False)
             write_jobs(args=args, client=pipe)
             pipe.zadd(keys.SCHEDULE, dict.fromkeys(ids, due or watchdog))

@@ -22,6 +22,7 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cached_property
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -37,6 +38,7 @@ from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import (
     CREDENTIALS_REQUIRED,
     REPLICAS_SHORT,
+    CampaignNotFound,
     Conflict,
     InvalidRequest,
     JobNotFound,
@@ -48,15 +50,18 @@ from twilio_jobs.schemas import (
     Accepted,
     CampaignAccepted,
     CampaignJobs,
+    CampaignPage,
     CampaignStatus,
     FailedDelivery,
     JobKind,
+    JobPage,
     JobRecord,
     Suppression,
     SuppressionPage,
     _SendBase,
     twilio_params,
 )
+from twilio_jobs.search import JobQuery, Search
 from twilio_jobs.settings import Settings, get_settings
 from twilio_jobs.store import JobStore
 from twilio_jobs.submission import describe_errors, new_job_id
@@ -101,6 +106,7 @@ class Client:
         self.webhooks = Outbox(self.redis, self.settings, self.dispatcher.send_webhooks)
         # `asubmit` opens its own connections to the same server, so not with an injected client.
         self._async_ok = redis_client is None
+        self._index_loaded = False
         self._writers: WeakKeyDictionary[asyncio.AbstractEventLoop, JobWriter] = WeakKeyDictionary()
 
     # -- sending -------------------------------------------------------------------------------
@@ -153,17 +159,26 @@ class Client:
         fields = self._fields(kind, request, params, account_sid, token, status, owner, request_id)
         if window:
             fields["window"] = window
+        entry = (job_id, owner, status.value, self._digest(params))
         try:
+            self._index_ready()
             pipe = self.redis.pipeline(transaction=True)
             self.store.write(pipe, job_id, fields)
-            self.store.count_created(pipe, [status.value])
+            self.store.index(pipe, [entry], time.time())
             # Scheduled jobs wait in the schedule; the others get a watchdog entry there, so a
             # task message lost by the broker (a worker killed between taking it and recording
             # it as unacked) is handed out again. The ledger makes the spare delivery harmless.
             self.store.schedule(pipe, job_id, due or time.time() + self.settings.requeue_after)
             replicate = self.settings.store_min_replicas > 0
             queued = not due and not replicate and self.dispatcher.queue_in(pipe, [job_id])
-            pipe.execute()
+            try:
+                pipe.execute()
+            except redis.exceptions.NoScriptError:  # the server lost its scripts: the rest ran
+                self._index_loaded = False
+                self._index_ready()
+                pipe = self.redis.pipeline(transaction=False)
+                self.store.index(pipe, [entry], time.time())
+                pipe.execute()
             if replicate and not self._replicated():
                 self._forget(job_id, owner, key)
                 raise ServiceUnavailable(REPLICAS_SHORT)
@@ -218,7 +233,7 @@ class Client:
         if window:
             fields["window"] = window
         try:
-            await self._writer().write(job_id, fields)
+            await self._writer().write(job_id, fields, self._digest(params))
         except (redis.RedisError, OSError) as exc:
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
         return Submission(job_id, JobStatus.queued, created=True)
@@ -229,6 +244,16 @@ class Client:
         it, the job (which no worker can have yet) is removed and the caller gets a 503."""
         wanted = self.settings.store_min_replicas
         return connections.replicas_acked(self.redis, wanted) >= wanted
+
+    def _digest(self, params: Mapping[str, Any]) -> str:
+        """The recipient's keyed digest, for its index (twilio_jobs.search)."""
+        to = params.get("To")
+        return self.cipher.digest(to) if isinstance(to, str) and to else ""
+
+    def _index_ready(self) -> None:
+        if not self._index_loaded:
+            self.store.load_index()
+            self._index_loaded = True
 
     def _writer(self) -> JobWriter:
         """The coalescing writer of the running event loop (its connections belong to it)."""
@@ -324,6 +349,10 @@ class Client:
     @cached_property
     def campaign_state(self) -> CampaignState:
         return CampaignState(self.settings, self.redis, self.dispatcher)
+
+    @cached_property
+    def search(self) -> Search:
+        return Search(self.redis, self.cipher)
 
     @cached_property
     def suppressions(self) -> Suppressions:
@@ -496,6 +525,42 @@ class Client:
         """The account's suppressions as CSV (`to,sender,reason,at`), a chunk at a time."""
         self.accounts.require(owner, account_sid)
         return self.suppressions.export_csv(account_sid)
+
+    def list_jobs(
+        self,
+        *,
+        owner: str = "",
+        status: JobStatus | str | None = None,
+        to: str | None = None,
+        campaign_id: str | None = None,
+        error_code: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """The tenant's jobs, newest first, filtered (twilio_jobs.search); a page at a time."""
+        query = JobQuery(
+            JobStatus(status) if status else None, to, campaign_id, error_code, since, until
+        )
+        try:
+            page = self.search.jobs(owner, query, cursor=cursor, limit=limit)
+        except redis.RedisError as exc:
+            raise ServiceUnavailable("The job store is unavailable; try again") from exc
+        return JobPage.model_validate(page)
+
+    def list_campaigns(
+        self, *, owner: str = "", cursor: str | None = None, limit: int = 50
+    ) -> CampaignPage:
+        """The tenant's campaigns, newest first, each with its status."""
+        ids, following = self.search.campaign_ids(owner, cursor=cursor, limit=limit)
+        found = []
+        for campaign_id in ids:
+            try:
+                found.append(self.campaign_state.status(campaign_id, owner=owner))
+            except CampaignNotFound:  # expired meanwhile
+                continue
+        return CampaignPage(campaigns=found, nextCursor=following)
 
     def ping(self) -> bool:
         try:

@@ -34,6 +34,7 @@ class Cipher:
         self._fernet = MultiFernet([_fernet(secret), *(_fernet(p) for p in previous)])
         self._mac_key = _derive(secret, b"twilio-jobs/tokens")
         self._mac_keys = [self._mac_key, *(_derive(p, b"twilio-jobs/tokens") for p in previous)]
+        self._index_mac = hmac.new(_derive(secret, b"twilio-jobs/index"), digestmod=hashlib.sha256)
         self._recent: dict[str, tuple[float, str]] = {}
         self._decrypted: dict[str, str] = {}
 
@@ -74,6 +75,14 @@ class Cipher:
     def of(cls, keys: Sequence[str]) -> Cipher:
         """From `Settings.secret_keys`: the current key, then the previous one."""
         return cls(keys[0], keys[1:])
+
+    def digest(self, text: str) -> str:
+        """The index bucket of `text` (a phone number): 3 hex digits of a keyed digest, one of
+        4,096. Without the secret key it cannot be turned back into the number by trying every
+        number, and each bucket holds many numbers (the search checks the record's)."""
+        mac = self._index_mac.copy()
+        mac.update(text.encode())
+        return mac.hexdigest()[:3]
 
     def sign(self, message: str) -> str:
         return hmac.new(self._mac_key, message.encode(), hashlib.sha256).hexdigest()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -32,11 +33,12 @@ from twilio_jobs.schemas import (
     CampaignStatus,
     FailedDelivery,
     JobKind,
+    JobPage,
     JobRecord,
     Suppression,
     SuppressionPage,
 )
-from twilio_jobs.submission import camel
+from twilio_jobs.submission import camel, snake_to_camel
 
 T = TypeVar("T")
 
@@ -235,6 +237,18 @@ def export_call(account_sid: str) -> Call[str]:
     )
 
 
+def list_call(filters: Mapping[str, Any]) -> Call[JobPage]:
+    """`GET /api/jobs` with the filters given (snake_case names, as `Client.list_jobs`)."""
+    params = {}
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        params[snake_to_camel(name)] = value
+    return Call("GET", "/api/jobs", JobPage.model_validate_json, params=params)
+
+
 def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
@@ -362,6 +376,11 @@ class HttpClient:
     def export_suppressions(self, account_sid: str) -> str:
         """The account's suppressions as CSV text (`to,sender,reason,at`)."""
         return self._do(export_call(account_sid))
+
+    def list_jobs(self, **filters: Any) -> JobPage:
+        """`status=`, `to=`, `campaign_id=`, `error_code=`, `since=`, `until=` (datetimes),
+        `cursor=`, `limit=`: the caller's jobs, newest first (`GET /api/jobs`)."""
+        return self._do(list_call(filters))
 
     def close(self) -> None:
         self.http.close()
@@ -497,6 +516,9 @@ class AsyncHttpClient:
 
     async def export_suppressions(self, account_sid: str) -> str:
         return await self._do(export_call(account_sid))
+
+    async def list_jobs(self, **filters: Any) -> JobPage:
+        return await self._do(list_call(filters))
 
     async def aclose(self) -> None:
         await self.http.aclose()

@@ -168,6 +168,50 @@ AIMD_ACCOUNTS = f"{PREFIX}aimd:accounts"
 """Set: accounts whose in-flight limit a 429 has cut (their AIMD state is worth showing)."""
 
 
+# -- indexes (twilio_jobs.search): sorted sets of job ids by creation time (unix seconds), per
+# tenant. Each is trimmed to TWILIO_JOBS_RESULT_TTL by score and expires with its newest record.
+
+OPEN_TENANT = "_"
+"""The tenant part of index keys without API keys (a tenant name starts with a letter or digit,
+a bare key's tenant is a hex digest: neither is `_`)."""
+
+
+def _tenant(owner: str) -> str:
+    return owner or OPEN_TENANT
+
+
+def index_all(owner: str) -> str:
+    """Sorted set: every job of the tenant."""
+    return f"{PREFIX}ix:{_tenant(owner)}:all"
+
+
+def index_status(owner: str, status: str) -> str:
+    """Sorted set: the tenant's jobs in one status (kept by `tj_move`)."""
+    return f"{PREFIX}ix:{_tenant(owner)}:status:{status}"
+
+
+def index_to(owner: str, digest: str) -> str:
+    """Sorted set: the tenant's jobs to the recipients of one bucket, named by a keyed digest
+    of the number (`Cipher.digest`, 4,096 buckets), never the number itself."""
+    return f"{PREFIX}ix:{_tenant(owner)}:to:{digest}"
+
+
+def index_campaign(owner: str, campaign_id: str) -> str:
+    """Sorted set: the jobs of one of the tenant's campaigns."""
+    return f"{PREFIX}ix:{_tenant(owner)}:campaign:{campaign_id}"
+
+
+def index_error(owner: str, code: str) -> str:
+    """Sorted set: the tenant's jobs that failed with, or were reported undelivered with, a
+    Twilio error code."""
+    return f"{PREFIX}ix:{_tenant(owner)}:error:{code}"
+
+
+def index_campaigns(owner: str) -> str:
+    """Sorted set: the tenant's campaign ids by creation time."""
+    return f"{PREFIX}ix:{_tenant(owner)}:campaigns"
+
+
 NO_CAMPAIGN = campaign("-")
 """A key never written: the campaign hash of a job that has none, for scripts that take one."""
 
@@ -199,4 +243,28 @@ def lua_constants() -> str:
     lines.append(f"local function tj_key_webhook_schedule() return '{WEBHOOK_SCHEDULE}' end")
     lines.append(f"local TJ_WEBHOOK_MIN_TTL_MS = {WEBHOOK_MIN_TTL * 1000}")
     lines.append(f"local TJ_KEY_STATS = '{STATS}'")
+    # Index keys of a tenant (`OPEN_TENANT` for ""), from the builders above.
+    for name, key in (
+        ("index_status", index_status(marker, "\x01")),
+        ("index_campaign", index_campaign(marker, "\x01")),
+        ("index_error", index_error(marker, "\x01")),
+        ("index_to", index_to(marker, "\x01")),
+    ):
+        head, _, rest = key.partition(marker)
+        middle, _, tail = rest.partition("\x01")
+        assert not tail and "'" not in head + middle
+        lines.append(
+            f"local function tj_key_{name}(owner, x) return '{head}' .. tj_tenant(owner) .. "
+            f"'{middle}' .. x end"
+        )
+    lines.insert(
+        0,
+        "local function tj_tenant(owner) if not owner or owner == '' then return "
+        f"'{OPEN_TENANT}' end return owner end",
+    )
+    head, _, tail = index_all(marker).partition(marker)
+    lines.append(
+        f"local function tj_key_index_all(owner) return '{head}' .. tj_tenant(owner) .. "
+        f"'{tail}' end"
+    )
     return "\n".join(lines) + "\n"

@@ -266,6 +266,22 @@ class JobRecord(BaseModel):
     webhook: WebhookState | None = None
 
 
+class JobPage(BaseModel):
+    """A page of a tenant's jobs, newest first (`GET /api/jobs`); `nextCursor` is null at the
+    end."""
+
+    jobs: list[JobRecord]
+    nextCursor: str | None = None
+
+
+class CampaignPage(BaseModel):
+    """A page of a tenant's campaigns, newest first (`GET /api/campaigns`), each as
+    `GET /api/campaigns/{id}` shows it."""
+
+    campaigns: list[CampaignStatus]
+    nextCursor: str | None = None
+
+
 RECORD_FIELDS = tuple(name for name in JobRecord.model_fields if name not in ("jobId", "webhook"))
 """The job hash fields the record is rendered from (`store.render`), less its own webhook state:
 what a webhook delivery takes a copy of when its event happens (`lua/outbox.lua`)."""
@@ -402,8 +418,10 @@ __all__ = [
     "CampaignStatus",
     "ErrorCount",
     "FailedDelivery",
+    "CampaignPage",
     "JobError",
     "JobKind",
+    "JobPage",
     "JobRecord",
     "JobStatus",
     "MmsRequest",

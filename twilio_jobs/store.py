@@ -13,10 +13,10 @@ Webhooks and status callbacks add the public `webhook` (JSON: the latest deliver
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from twilio_jobs.lifecycle import JobStatus, is_final
 from twilio_jobs.schemas import JobKind, JobRecord
 
 PUBLIC_JSON_FIELDS = ("error", "result", "webhook")
+INDEX_SHA = hashlib.sha1(scripts.source("index_jobs").encode()).hexdigest()
 
 
 def now_iso(ts: float | None = None) -> str:
@@ -109,12 +110,16 @@ class JobStore:
         pipe.hset(key, mapping=dict(fields))
         pipe.expire(key, self.ttl)
 
-    @staticmethod
-    def count_created(pipe: Any, statuses: Iterable[str]) -> None:
-        """Count new records in the stats hash that `tj_move` keeps (`keys.STATS`): one
-        command per status, however many jobs the pipeline writes."""
-        for status, n in Counter(statuses).items():
-            pipe.hincrby(keys.STATS, f"status:{status}", n)
+    def index(self, pipe: Any, entries: list[tuple[str, str, str, str]], created: float) -> None:
+        """Enter new jobs, written by `write` in the same pipeline, in their tenants' indexes
+        (`lua/index_jobs.lua`): one EVALSHA for any number of `(job id, owner, status,
+        recipient digest)`. The script is loaded by `load_index` (EVALSHA in a pipeline skips
+        redis-py's SCRIPT EXISTS round trip on every execute)."""
+        flat = [x for entry in entries for x in entry]
+        pipe.evalsha(INDEX_SHA, 0, self.ttl, f"{created:.3f}", *flat)
+
+    def load_index(self) -> None:
+        self.redis.script_load(scripts.source("index_jobs"))
 
     def raw(self, job_id: str) -> dict[str, str]:
         return self.redis.hgetall(keys.job(job_id))  # type: ignore[return-value]

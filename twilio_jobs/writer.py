@@ -15,8 +15,9 @@ import time
 from collections.abc import Mapping
 
 from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import NoScriptError
 
-from twilio_jobs import connections, keys
+from twilio_jobs import connections, keys, scripts
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
 from twilio_jobs.store import JobStore
@@ -39,13 +40,15 @@ class JobWriter:
         self.store = store
         self.dispatcher = dispatcher
         self.requeue_after = requeue_after
-        self._pending: list[tuple[str, Mapping[str, str], asyncio.Future[None]]] = []
+        self._pending: list[tuple[str, Mapping[str, str], str, asyncio.Future[None]]] = []
         self._flushing = False
+        self._index_loaded = False
 
-    async def write(self, job_id: str, fields: Mapping[str, str]) -> None:
-        """Write the record and queue the task message of one job (broker = job store)."""
+    async def write(self, job_id: str, fields: Mapping[str, str], digest: str = "") -> None:
+        """Write the record, index it (`digest`: its recipient's, twilio_jobs.search) and queue
+        the task message of one job (broker = job store)."""
         future = asyncio.get_running_loop().create_future()
-        self._pending.append((job_id, fields, future))
+        self._pending.append((job_id, fields, digest, future))
         if not self._flushing:
             self._flushing = True
             asyncio.get_running_loop().create_task(self._flush())
@@ -58,25 +61,40 @@ class JobWriter:
                 del self._pending[:MAX_BATCH]
                 pipe = self.redis.pipeline(transaction=True)
                 watchdog = time.time() + self.requeue_after  # see Client.submit
-                for job_id, fields, _ in batch:
+                for job_id, fields, _, _ in batch:
                     self.store.write(pipe, job_id, fields)
                     self.store.schedule(pipe, job_id, watchdog)
-                self.store.count_created(pipe, (fields["status"] for _, fields, _ in batch))
-                ids = [job_id for job_id, _, _ in batch]
+                entries = [
+                    (job_id, fields.get("owner", ""), fields["status"], digest)
+                    for job_id, fields, digest, _ in batch
+                ]
+                self.store.index(pipe, entries, time.time())
+                ids = [job_id for job_id, _, _, _ in batch]
                 if not self.min_replicas:
                     self.dispatcher.queue_in(pipe, ids)
                 try:
-                    await pipe.execute()
+                    if not self._index_loaded:
+                        await self.redis.script_load(scripts.source("index_jobs"))
+                        self._index_loaded = True
+                    try:
+                        await pipe.execute()
+                    except NoScriptError:  # the server lost its scripts: the rest ran
+                        self._index_loaded = False
+                        await self.redis.script_load(scripts.source("index_jobs"))
+                        self._index_loaded = True
+                        again = self.redis.pipeline(transaction=False)
+                        self.store.index(again, entries, time.time())
+                        await again.execute()
                     if self.min_replicas:
                         await self._replicated(ids)
                 except BaseException as exc:  # handed to every waiting request
-                    for _, _, future in batch:
+                    for _, _, _, future in batch:
                         if not future.done():
                             future.set_exception(exc)
                     if not isinstance(exc, Exception):
                         raise
                 else:
-                    for _, _, future in batch:
+                    for _, _, _, future in batch:
                         if not future.done():
                             future.set_result(None)
         finally:

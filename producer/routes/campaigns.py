@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from producer.deps import ClientDep, Owner
 from twilio_jobs.campaigns import CampaignRequest
 from twilio_jobs.errors import InvalidRequest
-from twilio_jobs.schemas import CampaignAccepted, JobStatus
+from twilio_jobs.schemas import CampaignAccepted, CampaignPage, JobStatus
 
 router = APIRouter(tags=["campaigns"])
 
@@ -43,6 +43,17 @@ async def create_campaign(
     if not created:
         response.status_code = 200  # the first answer of this idempotency key
     return answer
+
+
+@router.get("/api/campaigns", response_model=CampaignPage)
+def list_campaigns(
+    who: Owner,
+    client: ClientDep,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> CampaignPage:
+    """The caller's campaigns, newest first, each as `GET /api/campaigns/{id}` shows it."""
+    return client.list_campaigns(owner=who, cursor=cursor, limit=limit)
 
 
 @router.get("/api/campaigns/{campaign_id}")

@@ -1,8 +1,9 @@
-"""One job: read it (with an optional long poll), cancel it, run it again."""
+"""Jobs: list and search them; read one (with an optional long poll), cancel it, run it again."""
 
 import asyncio
 import json
 import time
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from producer.deps import ClientDep, Owner
 from twilio_jobs.errors import InvalidRequest
-from twilio_jobs.schemas import JobRecord
+from twilio_jobs.schemas import JobPage, JobRecord, JobStatus
 
 router = APIRouter()
 
@@ -47,6 +48,36 @@ def document_wait(schema: dict[str, Any], max_wait: float) -> None:
                 "minimum": 0,
                 **{k: v for k, v in declared.items() if k != "type"},
             }
+
+
+@router.get("/api/jobs", response_model=JobPage)
+def list_jobs(
+    who: Owner,
+    client: ClientDep,
+    status: JobStatus | None = None,
+    to: Annotated[str | None, Query(max_length=64)] = None,
+    campaign_id: Annotated[str | None, Query(alias="campaignId", max_length=64)] = None,
+    error_code: Annotated[int | None, Query(alias="errorCode", ge=0, le=10**7)] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> JobPage:
+    """The caller's jobs, newest first: by status, recipient (`to`, as it was sent), campaign,
+    Twilio error code (of a failed job or of its delivery) and creation time (`since`,
+    `until`, ISO 8601), a page at a time (`nextCursor`). A page looks at up to 2,000 jobs, so
+    with several filters it may hold fewer than `limit` and still have a `nextCursor`."""
+    return client.list_jobs(
+        owner=who,
+        status=status,
+        to=to.strip() if to else None,
+        campaign_id=campaign_id,
+        error_code=error_code,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
 
 
 @router.get("/api/jobs/{job_id}", response_model=JobRecord)

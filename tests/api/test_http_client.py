@@ -4,6 +4,7 @@ the error envelope raised as the error tree's class with the server's message.""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from twilio_jobs import AsyncHttpClient, HttpClient, JobRecord
 from twilio_jobs.client import Client
 from twilio_jobs.errors import Conflict, InvalidRequest, JobNotFound
 from twilio_jobs.lifecycle import JobStatus
-from twilio_jobs.schemas import JobKind
+from twilio_jobs.schemas import JobKind, JobPage
 
 FIELDS = {
     "account_sid": SEED_SMS["accountSid"],
@@ -55,6 +56,14 @@ def test_sync_client_sends_reads_cancels_and_raises(client: Client) -> None:
             jobs.send_sms(**{**FIELDS, "to": None})
         again = jobs.send(JobKind.sendSms, idempotency_key="k-1", **FIELDS)
         assert jobs.send(JobKind.sendSms, idempotency_key="k-1", **FIELDS).jobId == again.jobId
+        # Search: the same page through HTTP as through the client library.
+        page = jobs.list_jobs(status="cancelled", to=SEED_SMS["to"], limit=10)
+        assert isinstance(page, JobPage) and [j.jobId for j in page.jobs] == [accepted.jobId]
+        assert page == client.list_jobs(status="cancelled", to=SEED_SMS["to"], limit=10)
+        newest = jobs.list_jobs(limit=1, since=datetime.now(UTC) - timedelta(minutes=5))
+        assert [j.jobId for j in newest.jobs] == [again.jobId] and newest.nextCursor
+        with pytest.raises(InvalidRequest, match="Invalid cursor"):
+            jobs.list_jobs(cursor="nope")
 
 
 def test_async_client_sends_and_reads(client: Client) -> None:

@@ -62,21 +62,39 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/suppressions/import"): "account",
     ("GET", "/api/suppressions/export.csv"): "account",
     ("GET", "/api/webhooks/failed"): "list",
+    ("GET", "/api/jobs"): "list",
+    ("GET", "/api/campaigns"): "list",
     ("GET", "/api/accounts"): "list",
     ("POST", "/api/accounts"): "prove",
     ("POST", "/api/accounts/inbound"): "prove",
+    # The dashboard (producer/ui): the same tenant scoping, signed in by cookie or header.
+    ("GET", "/ui"): "ui-list",
+    ("GET", "/ui/campaigns"): "ui-list",
+    ("GET", "/ui/jobs"): "ui-list",
+    ("GET", "/ui/webhooks"): "ui-list",
+    ("GET", "/ui/suppressions"): "ui-account",
+    ("GET", "/ui/campaigns/{campaign_id}"): "ui-owned",
+    ("GET", "/ui/campaigns/{campaign_id}/progress"): "ui-owned",
+    ("GET", "/ui/jobs/{job_id}"): "ui-owned",
+    ("POST", "/ui/campaigns/{campaign_id}/{action}"): "ui-action",
+    ("POST", "/ui/jobs/{job_id}/{action}"): "ui-action",
+    ("POST", "/ui/suppressions/remove"): "ui-action",
 }
 
 # Public by design, with the reason.
 PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): "liveness",
     ("GET", "/readyz"): "readiness",
+    ("GET", "/metrics"): "Prometheus: aggregate counts (and throttled account SIDs), no job data",
     ("POST", "/api/twilio/status/{job_id}"): "Twilio's callback, authenticated by its own token",
     ("POST", "/api/twilio/inbound"): "Twilio's incoming-message webhook, signed by the account",
     ("GET", "/openapi.json"): "the API's description",
     ("GET", "/docs"): "the API's description",
     ("GET", "/docs/oauth2-redirect"): "the API's description",
     ("GET", "/redoc"): "the API's description",
+    ("GET", "/ui/login"): "the dashboard's sign-in form",
+    ("POST", "/ui/login"): "signing in (CSRF-checked)",
+    ("POST", "/ui/logout"): "signing out (CSRF-checked)",
 }
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -140,7 +158,7 @@ class Resources:
         self.delivery = delivery
 
     def path(self, template: str) -> str:
-        values = {"job_id": self.job_id, "campaign_id": self.campaign_id}
+        values = {"job_id": self.job_id, "campaign_id": self.campaign_id, "action": "cancel"}
         try:
             return template.format(**values)
         except KeyError as exc:
@@ -152,6 +170,17 @@ class Resources:
         params = (
             {"accountSid": DEFAULT_ACCOUNT_SID, "to": STOPPED} if "suppressions" in template else {}
         )
+        if template.startswith("/ui") and method == "GET":
+            params = {"accountSid": DEFAULT_ACCOUNT_SID} if "suppressions" in template else {}
+            return self.api.request(
+                method,
+                self.path(template),
+                params=params,
+                headers=headers or {},
+                follow_redirects=False,
+            )
+        if template.startswith("/ui"):
+            return self.ui_post(template, headers or {})
         return self.api.request(
             method,
             self.path(template),
@@ -159,6 +188,17 @@ class Resources:
             json=BODIES.get((method, template)),
             headers={**(headers or {}), **extra},
         )
+
+    def ui_post(self, template: str, headers: dict[str, str]) -> Response:
+        """A dashboard form with a valid CSRF token (the cookie and the field agree)."""
+        self.api.cookies.set("tj_csrf", "token-0123456789", path="/ui")
+        form = {"csrf": "token-0123456789", "accountSid": DEFAULT_ACCOUNT_SID, "to": STOPPED}
+        try:
+            return self.api.post(
+                self.path(template), data=form, headers=headers, follow_redirects=False
+            )
+        finally:
+            self.api.cookies.clear()
 
     def unchanged(self, redis_conn: redis.Redis) -> None:
         assert redis_conn.hget(keys.job(self.job_id), "status") == "queued"
@@ -169,15 +209,54 @@ class Resources:
         assert redis_conn.zscore(keys.WEBHOOKS_FAILED, self.delivery) is not None
 
 
+def _all_routes(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every route, inside included routers too (FastAPI keeps those as `_IncludedRouter`)."""
+    for route in routes:
+        original = getattr(route, "original_router", None)
+        if original is not None:
+            yield from _all_routes(original.routes, prefix + route.include_context.prefix)
+        else:
+            yield prefix, route
+
+
 def schema_routes(api: TestClient) -> list[tuple[str, str]]:
     app: Any = api.app
     paths = app.openapi()["paths"]
     found = {(m.upper(), p) for p, item in paths.items() for m in item}
-    for route in app.routes:  # routes left out of the schema need a rule too
+    for prefix, route in _all_routes(app.routes):  # routes left out of the schema need a rule
         for method in getattr(route, "methods", None) or ():
             if method != "HEAD" and not (isinstance(route, APIRoute) and route.include_in_schema):
-                found.add((method, route.path))
+                found.add((method, prefix + route.path))
     return sorted(found)
+
+
+def ui_rule(a: Resources, method: str, template: str, rule: str, anonymous: Response) -> None:
+    """The dashboard: no key sends a page to sign-in (a form answers 401); B sees none of A's
+    things; A's own key sees them."""
+    where = (method, template, rule)
+    if method == "GET":
+        assert anonymous.status_code == 303, where
+        assert anonymous.headers["location"] == "/ui/login", where
+    else:
+        assert anonymous.status_code == 401, (*where, anonymous.text)
+    b = a.call(method, template, BRAVO)
+    where = (method, template, rule, b.status_code, b.text[:300])
+    if rule == "ui-list":
+        assert b.status_code == 200, where
+        assert a.job_id not in b.text and a.campaign_id not in b.text, where
+    elif rule in ("ui-owned", "ui-account", "ui-action"):
+        assert b.status_code in (403, 404), where
+        assert STOPPED not in b.text and 'id="job-status"' not in b.text, where
+        assert 'id="live"' not in b.text and 'id="suppressions"' not in b.text, where
+    else:
+        raise AssertionError(f"unknown rule {rule}")
+    if method == "GET":
+        mine = a.call(method, template, ALPHA)
+        assert mine.status_code == 200, (method, template, mine.text[:300])
+        if rule == "ui-list" and template in ("/ui/jobs", "/ui/campaigns"):
+            assert (a.job_id[:12] in mine.text) or (a.campaign_id in mine.text), template
+        if rule == "ui-account":
+            assert STOPPED in mine.text
 
 
 def test_every_route_holds_tenant_b_and_anonymous_out(
@@ -196,6 +275,10 @@ def test_every_route_holds_tenant_b_and_anonymous_out(
         if rule is None:
             continue
         anonymous = a.call(method, template)
+        if rule.startswith("ui"):
+            ui_rule(a, method, template, rule, anonymous)
+            checked.append((method, template))
+            continue
         assert anonymous.status_code == 401, (method, template, anonymous.text)
         assert anonymous.json()["callback"] == "error"
         # A's Idempotency-Key on the route A used it on, a fresh one elsewhere.
@@ -233,6 +316,10 @@ def test_every_route_holds_tenant_b_and_anonymous_out(
         a.delivery
     ]
     assert a.call("GET", "/api/accounts", ALPHA).json() == {"accounts": [DEFAULT_ACCOUNT_SID]}
+    mine = [j["jobId"] for j in a.call("GET", "/api/jobs", ALPHA).json()["jobs"]]
+    assert a.job_id in mine and len(mine) == 2  # the send and the campaign's job
+    campaigns = a.call("GET", "/api/campaigns", ALPHA).json()["campaigns"]
+    assert [c["campaignId"] for c in campaigns] == [a.campaign_id]
 
     # Public routes answer without a key; Twilio's callback still wants its token.
     assert api.get("/healthz").status_code == 200

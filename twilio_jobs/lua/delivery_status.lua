@@ -13,7 +13,10 @@ if ARGV[5] ~= '' and f[3] and f[3] ~= '' and f[3] ~= ARGV[5] then return 'other'
 if f[2] and tonumber(f[2]) >= tonumber(ARGV[2]) then return 'stale' end
 redis.call('HSET', KEYS[1], 'deliveryStatus', ARGV[1], 'deliveryRank', ARGV[2],
            'updatedAt', ARGV[4])
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'errorCode', ARGV[3]) end
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[1], 'errorCode', ARGV[3])
+  tj_index_error(KEYS[1], ARGV[3])
+end
 tj_delivery(KEYS[1], f[4], ARGV[1], ARGV[3])
 tj_emit(KEYS[1], 'delivery.' .. ARGV[1])
 return 'ok'
