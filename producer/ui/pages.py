@@ -18,6 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel
 
 from producer.ui import session
 from twilio_jobs import keys
@@ -34,7 +35,14 @@ from twilio_jobs.search import parse_cursor
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
-templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True)
+def _pretty(value: Any) -> str:
+    """Indented JSON of a value or a record (`twilio_jobs.schemas`)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    return json.dumps(value, indent=2, sort_keys=True)
+
+
+templates.env.filters["pretty"] = _pretty
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
