@@ -30,7 +30,8 @@ from weakref import WeakKeyDictionary
 import redis
 from redis import Redis
 
-from twilio_jobs import connections, keys, lifecycle, submission
+from twilio_jobs import bulk, connections, keys, lifecycle, submission
+from twilio_jobs.bulk import BulkOutcome, JobFilter
 from twilio_jobs.campaign_state import CampaignState
 from twilio_jobs.campaigns import Campaigns
 from twilio_jobs.crypto import Cipher
@@ -437,6 +438,35 @@ class Client:
         if outcome != "cancelled":
             raise Conflict(f"Job cannot be cancelled: it is {outcome}")
         return self.get(job_id, owner=owner)
+
+    def retry_failed(
+        self,
+        *,
+        owner: str = "",
+        account_token: str | None = None,
+        campaign_id: str | None = None,
+        error_code: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> BulkOutcome:
+        """Retry every failed job the filter finds (never 21610, 21211 and the like:
+        `twilio_jobs.bulk.NEVER_RETRY`), with one token for all of them."""
+        flt = JobFilter(campaignId=campaign_id, errorCode=error_code, since=since, until=until)
+        return bulk.retry_failed(self, owner, flt, account_token)
+
+    def cancel_matching(
+        self,
+        *,
+        owner: str = "",
+        status: JobStatus | None = None,
+        campaign_id: str | None = None,
+        error_code: int | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> BulkOutcome:
+        """Cancel every job the filter finds that has not been sent yet."""
+        flt = JobFilter(campaignId=campaign_id, errorCode=error_code, since=since, until=until)
+        return bulk.cancel_matching(self, owner, flt, status)
 
     def retry(
         self, job_id: str, account_token: str | None = None, *, owner: str | None = None

@@ -12,11 +12,18 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from producer.deps import ClientDep, Owner
+from twilio_jobs.bulk import BulkOutcome
 from twilio_jobs.campaigns import CampaignRequest
 from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.schemas import CampaignAccepted, CampaignPage, JobStatus
 
 router = APIRouter(tags=["campaigns"])
+
+
+class RetryToken(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accountToken: str | None = Field(default=None, max_length=128)
 
 
 @router.post("/api/campaigns", status_code=202, response_model=CampaignAccepted)
@@ -183,3 +190,13 @@ def lift_suppression(
     """Lift a suppression, for one sender or (without `sender`) for all. The tenant must
     have proven it holds the account."""
     return {"lifted": client.lift_suppression(account_sid, to, sender, owner=who)}
+
+
+@router.post("/api/campaigns/{campaign_id}/retry-failed", response_model=BulkOutcome)
+def retry_failed(
+    campaign_id: str, who: Owner, client: ClientDep, body: RetryToken | None = None
+) -> BulkOutcome:
+    """Run the campaign's failed jobs again (never 21610 or an invalid number)."""
+    client.campaign_status(campaign_id, owner=who)  # CampaignNotFound unless the key's own
+    token = body.accountToken if body else None
+    return client.retry_failed(owner=who, campaign_id=campaign_id, account_token=token)

@@ -10,9 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from producer.deps import ClientDep, Owner
+from twilio_jobs.bulk import BulkOutcome, JobFilter
 from twilio_jobs.errors import InvalidRequest
 from twilio_jobs.schemas import JobPage, JobRecord, JobStatus
 
@@ -121,3 +122,37 @@ async def retry_job(job_id: str, request: Request, who: Owner, client: ClientDep
         if token is not None and not isinstance(token, str):
             raise InvalidRequest("Invalid field 'accountToken': must be a string")
     return await run_in_threadpool(client.retry, job_id, owner=who, account_token=token)
+
+
+class RetryFailed(JobFilter):
+    model_config = ConfigDict(extra="forbid")
+
+    accountToken: str | None = Field(default=None, max_length=128)
+    """One token for every job (tokens are dropped when a job ends), unless the server holds
+    the account's."""
+
+
+class CancelMatching(JobFilter):
+    model_config = ConfigDict(extra="forbid")
+
+    status: JobStatus | None = None
+    """scheduled, queued or retrying (default: all three)."""
+
+
+@router.post("/api/jobs/retry", response_model=BulkOutcome)
+def retry_failed_jobs(body: RetryFailed, who: Owner, client: ClientDep) -> BulkOutcome:
+    """Run every failed job the filter finds again, never one that failed with 21610 (opted
+    out), 21211, 21217, 21614 or 60200 (an invalid number): `skipped` counts those by code."""
+    return client.retry_failed(
+        owner=who, account_token=body.accountToken, campaign_id=body.campaignId,
+        error_code=body.errorCode, since=body.since, until=body.until,
+    )  # fmt: skip
+
+
+@router.post("/api/jobs/cancel", response_model=BulkOutcome)
+def cancel_matching_jobs(body: CancelMatching, who: Owner, client: ClientDep) -> BulkOutcome:
+    """Cancel every job the filter finds that has not been sent yet."""
+    return client.cancel_matching(
+        owner=who, status=body.status, campaign_id=body.campaignId, error_code=body.errorCode,
+        since=body.since, until=body.until,
+    )  # fmt: skip

@@ -35,6 +35,8 @@ from twilio_jobs.search import parse_cursor
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+
+
 def _pretty(value: Any) -> str:
     """Indented JSON of a value or a record (`twilio_jobs.schemas`)."""
     if isinstance(value, BaseModel):

@@ -67,6 +67,9 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/accounts"): "list",
     ("POST", "/api/accounts"): "prove",
     ("POST", "/api/accounts/inbound"): "prove",
+    ("POST", "/api/jobs/retry"): "list",
+    ("POST", "/api/jobs/cancel"): "list",
+    ("POST", "/api/campaigns/{campaign_id}/retry-failed"): "owned",
     # The dashboard (producer/ui): the same tenant scoping, signed in by cookie or header.
     ("GET", "/ui"): "ui-list",
     ("GET", "/ui/campaigns"): "ui-list",
@@ -101,6 +104,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/twilio/sendSms"): SEED_SMS,
     ("POST", "/api/twilio/sendMms"): SEED_MMS,
     ("POST", "/api/twilio/makeCall"): SEED_CALL,
+    ("POST", "/api/jobs/retry"): {},
+    ("POST", "/api/jobs/cancel"): {},
     ("POST", "/api/twilio/startVerification"): {
         "accountSid": DEFAULT_ACCOUNT_SID,
         "accountToken": DEFAULT_AUTH_TOKEN,
