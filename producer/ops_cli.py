@@ -185,6 +185,15 @@ for _name in ("pause", "resume", "cancel"):
     _campaign_action(_name)
 
 
+@campaigns.command("report")
+@click.argument("campaign_id")
+@click.option("-o", "--output", type=click.File("w"), default="-", help="A file (default: stdout).")
+@click.pass_context
+def campaigns_report(ctx: click.Context, campaign_id: str, output: Any) -> None:
+    """The delivery report as CSV: one row per recipient."""
+    output.write(run(ctx, lambda c: c.campaign_report(campaign_id)))
+
+
 @campaigns.command("jobs")
 @click.argument("campaign_id")
 @click.option("--status", type=click.Choice([s.value for s in JobStatus]), default=None)

@@ -161,6 +161,8 @@ class Campaigns:
         due = submission.due(request.sendAt)
         base = {k: v for k, v in twilio_params(single).items() if k not in ("To", "Body")}
         template = Template(request.body) if request.body is not None else None
+        names = template.names if template is not None else []
+        variables: dict[str, list[str]] = {}  # by recipient, for the delivery report
 
         rejected: list[dict[str, Any]] = []
         seen: set[str] = set()
@@ -207,6 +209,8 @@ class Campaigns:
                 opens = at.timestamp()  # `earliest` itself when open then
                 when = (resolved.dumps(), opens if opens > earliest + 0.001 else due)
             seen.add(to)
+            if names:
+                variables[to] = ["" if row.get(n) is None else str(row[n]) for n in names]
             jobs.append(params)
             timing.append(when)
             unknown_ranges += not known
@@ -232,7 +236,7 @@ class Campaigns:
         campaign_id = new_campaign_id()
         self._write(
             campaign_id, request, kind, account_sid, token, base, jobs, timing, owner, due,
-            progress,
+            progress, names, variables,
         )  # fmt: skip
         answer.campaignId = campaign_id
         answer.statusUrl = f"/api/campaigns/{campaign_id}"
@@ -285,6 +289,8 @@ class Campaigns:
         owner: str,
         due: float | None,
         progress: Progress | None,
+        names: list[str],
+        variables: Mapping[str, list[str]],
     ) -> None:
         store = self.store
         ttl = self.settings.result_ttl + 24 * 3600
@@ -301,6 +307,7 @@ class Campaigns:
             "owner": owner,
             "name": request.name or "",
             "sendAt": now_iso(due) if due else "",
+            "vars": json.dumps(names),
         }
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.campaign(campaign_id), mapping=meta)
@@ -350,10 +357,19 @@ class Campaigns:
             write_jobs(args=args, client=pipe)
             pipe.zadd(keys.SCHEDULE, dict.fromkeys(ids, due or watchdog))
             pipe.rpush(keys.campaign_jobs(campaign_id), *ids)
+            if names:
+                pipe.hset(
+                    keys.campaign_vars(campaign_id),
+                    mapping={
+                        job_id: json.dumps(variables[params["To"]], separators=(",", ":"))
+                        for job_id, params in zip(ids, chunk, strict=True)
+                    },
+                )
             pipe.hincrby(keys.campaign_counts(campaign_id), status.value, len(ids))
             if done == 0:
                 pipe.expire(keys.campaign_jobs(campaign_id), ttl)
                 pipe.expire(keys.campaign_counts(campaign_id), ttl)
+                pipe.expire(keys.campaign_vars(campaign_id), ttl)
             pipe.execute()
             if not due:
                 self.dispatcher.send_batches(ids, self.settings.batch_size)

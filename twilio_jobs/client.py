@@ -378,6 +378,11 @@ class Client:
             return self.campaigns.create(submission.camel(fields), owner=owner, dry_run=True)
         return self.campaigns.create_once(submission.camel(fields), owner=owner)[0]
 
+    def campaign_report(self, campaign_id: str, *, owner: str | None = None) -> Iterator[str]:
+        """The delivery report, CSV lines (`twilio_jobs.campaign_state.CampaignState.report`)."""
+        self.campaign_state.status(campaign_id, owner=owner)  # CampaignNotFound before a line
+        return self.campaign_state.report(campaign_id, owner=owner)
+
     def campaign_status(self, campaign_id: str, *, owner: str | None = None) -> CampaignStatus:
         return self.campaign_state.status(campaign_id, owner=owner)
 

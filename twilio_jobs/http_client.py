@@ -156,6 +156,16 @@ def campaign_call(fields: Mapping[str, Any], dry_run: bool) -> Call[CampaignAcce
     )
 
 
+def report_call(campaign_id: str) -> Call[str]:
+    """The delivery report (`GET /api/campaigns/{id}/report.csv`) as CSV text."""
+    return Call(
+        "GET",
+        f"/api/campaigns/{campaign_id}/report.csv",
+        lambda raw: raw.decode(),
+        missing=errors.CampaignNotFound,
+    )
+
+
 def campaign_status_call(campaign_id: str, action: str | None = None) -> Call[CampaignStatus]:
     """The dashboard (`action` None) or pause | resume | cancel, which answer with it."""
     path = f"/api/campaigns/{campaign_id}" + (f"/{action}" if action else "")
@@ -303,6 +313,10 @@ class HttpClient:
     def campaign_status(self, campaign_id: str) -> CampaignStatus:
         return self._do(campaign_status_call(campaign_id))
 
+    def campaign_report(self, campaign_id: str) -> str:
+        """The delivery report as CSV text, one row per recipient."""
+        return self._do(report_call(campaign_id))
+
     def campaign_jobs(
         self,
         campaign_id: str,
@@ -445,6 +459,9 @@ class AsyncHttpClient:
 
     async def campaign_status(self, campaign_id: str) -> CampaignStatus:
         return await self._do(campaign_status_call(campaign_id))
+
+    async def campaign_report(self, campaign_id: str) -> str:
+        return await self._do(report_call(campaign_id))
 
     async def campaign_jobs(
         self,

@@ -83,6 +83,12 @@ def campaign_counts(campaign_id: str) -> str:
     return f"{PREFIX}campaign:{campaign_id}:counts"
 
 
+def campaign_vars(campaign_id: str) -> str:
+    """Hash: job id -> its recipient's template variables (a JSON list, in the order of the
+    campaign's `vars`), for the delivery report."""
+    return f"{PREFIX}campaign:{campaign_id}:vars"
+
+
 def campaign_jobs(campaign_id: str) -> str:
     """List: the campaign's job ids in recipient order."""
     return f"{PREFIX}campaign:{campaign_id}:jobs"

@@ -117,6 +117,11 @@ class Template:
         self.static = len(self.parts) == 1
         self.text = text
 
+    @property
+    def names(self) -> list[str]:
+        """The placeholders' names, each once, in order of first use."""
+        return list(dict.fromkeys(part for is_name, part in self.parts if is_name and part != "to"))
+
     def render(self, variables: Mapping[str, Any]) -> str:
         """The filled text; KeyError names a missing variable."""
         if self.static:

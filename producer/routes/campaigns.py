@@ -200,3 +200,19 @@ def retry_failed(
     client.campaign_status(campaign_id, owner=who)  # CampaignNotFound unless the key's own
     token = body.accountToken if body else None
     return client.retry_failed(owner=who, campaign_id=campaign_id, account_token=token)
+
+
+@router.get(
+    "/api/campaigns/{campaign_id}/report.csv",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "One row per recipient"}},
+)
+def campaign_report(campaign_id: str, who: Owner, client: ClientDep) -> StreamingResponse:
+    """The delivery report, streamed: one row per recipient (to, the template's variables,
+    status, delivery status, error code, Twilio SID, times, job id)."""
+    lines = client.campaign_report(campaign_id, owner=who)
+    return StreamingResponse(
+        iterate_in_threadpool(lines),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{campaign_id}.csv"'},
+    )

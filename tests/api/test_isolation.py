@@ -70,6 +70,7 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/jobs/retry"): "list",
     ("POST", "/api/jobs/cancel"): "list",
     ("POST", "/api/campaigns/{campaign_id}/retry-failed"): "owned",
+    ("GET", "/api/campaigns/{campaign_id}/report.csv"): "owned",
     # The dashboard (producer/ui): the same tenant scoping, signed in by cookie or header.
     ("GET", "/ui"): "ui-list",
     ("GET", "/ui/campaigns"): "ui-list",
