@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
@@ -122,6 +123,46 @@ def jobs_show(ctx: click.Context, job_id: str, as_json: bool) -> None:
     emit(run(ctx, lambda c: c.get(job_id)), as_json, record_table)
 
 
+@jobs.command("list")
+@click.option("--status", type=click.Choice([s.value for s in JobStatus]), default=None)
+@click.option("--to", default=None, help="A recipient (E.164).")
+@click.option("--campaign", "campaign_id", default=None)
+@click.option("--error-code", type=int, default=None)
+@click.option("--since", type=click.DateTime(), default=None, help="UTC")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_context
+def jobs_list(
+    ctx: click.Context,
+    status: str | None,
+    to: str | None,
+    campaign_id: str | None,
+    error_code: int | None,
+    since: datetime | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Your jobs, newest first, by status, recipient, campaign, error code or time."""
+    moment = since.replace(tzinfo=UTC) if since else None
+    page = run(
+        ctx,
+        lambda c: c.list_jobs(
+            status=status, to=to, campaign_id=campaign_id, error_code=error_code, since=moment,
+            limit=limit,
+        ),
+    )  # fmt: skip
+    emit(
+        page,
+        as_json,
+        lambda p: rows(
+            "jobs",
+            ("job", "kind", "status", "created", "sid", "error"),
+            [(j.jobId, j.kind.value, j.status.value, j.createdAt, j.twilioSid, j.errorCode)
+             for j in p.jobs],
+        ),
+    )  # fmt: skip
+
+
 @jobs.command("wait")
 @click.argument("job_id")
 @click.option("--timeout", type=float, default=60.0, show_default=True)
@@ -159,6 +200,24 @@ def jobs_cancel(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @cli.group()
 def campaigns() -> None:
     """Show, pause, resume and cancel campaigns (`twilio-jobs campaign` uploads one)."""
+
+
+@campaigns.command("list")
+@click.option("--limit", type=int, default=50, show_default=True)
+@json_option
+@click.pass_context
+def campaigns_list(ctx: click.Context, limit: int, as_json: bool) -> None:
+    """Your campaigns, newest first."""
+    page = run(ctx, lambda c: c.list_campaigns(limit=limit))
+    emit(
+        page,
+        as_json,
+        lambda p: rows(
+            "campaigns",
+            ("campaign", "name", "state", "total", "progress"),
+            [(c.campaignId, c.name, c.state, c.total, f"{c.progress:.0%}") for c in p.campaigns],
+        ),
+    )
 
 
 @campaigns.command("show")

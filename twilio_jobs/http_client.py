@@ -30,6 +30,7 @@ from twilio_jobs.schemas import (
     Accepted,
     CampaignAccepted,
     CampaignJobs,
+    CampaignPage,
     CampaignStatus,
     FailedDelivery,
     JobKind,
@@ -154,6 +155,13 @@ def campaign_call(fields: Mapping[str, Any], dry_run: bool) -> Call[CampaignAcce
         json=_body(fields),
         params=params,
     )
+
+
+def campaigns_call(cursor: str | None, limit: int) -> Call[CampaignPage]:
+    params: dict[str, Any] = {"limit": limit}
+    if cursor:
+        params["cursor"] = cursor
+    return Call("GET", "/api/campaigns", CampaignPage.model_validate_json, params=params)
 
 
 def report_call(campaign_id: str) -> Call[str]:
@@ -317,6 +325,10 @@ class HttpClient:
         """The delivery report as CSV text, one row per recipient."""
         return self._do(report_call(campaign_id))
 
+    def list_campaigns(self, cursor: str | None = None, limit: int = 50) -> CampaignPage:
+        """The caller's campaigns, newest first, each with its status."""
+        return self._do(campaigns_call(cursor, limit))
+
     def campaign_jobs(
         self,
         campaign_id: str,
@@ -462,6 +474,9 @@ class AsyncHttpClient:
 
     async def campaign_report(self, campaign_id: str) -> str:
         return await self._do(report_call(campaign_id))
+
+    async def list_campaigns(self, cursor: str | None = None, limit: int = 50) -> CampaignPage:
+        return await self._do(campaigns_call(cursor, limit))
 
     async def campaign_jobs(
         self,

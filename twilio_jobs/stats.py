@@ -39,6 +39,15 @@ class Snapshot:
     webhooks_failed: int = 0
     in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)
     worker_restarts: int = 0
+    workers_alive: int = 0
+
+
+def workers_alive(redis: Redis, dead_after: float, now: float | None = None) -> int:
+    """Worker processes whose heartbeat (`twilio_jobs.heartbeat`) is fresher than
+    `TWILIO_JOBS_WORKER_DEAD_AFTER` (broker channels, `<process>/<n>`, are not counted)."""
+    now = time.time() if now is None else now
+    ids = redis.zrangebyscore(keys.WORKERS, now - dead_after, "+inf")
+    return sum(1 for worker in ids if "/" not in str(worker))
 
 
 def read(redis: Redis, dispatcher: Dispatcher, settings: Settings) -> Snapshot:
@@ -58,6 +67,7 @@ def read(redis: Redis, dispatcher: Dispatcher, settings: Settings) -> Snapshot:
         else:
             snap.jobs[status.value] = max(0, int(raw.get(f"status:{status.value}", 0)))
     snap.worker_restarts = int(raw.get("worker_restarts", 0))
+    snap.workers_alive = workers_alive(redis, settings.worker_dead_after, now)
     for account in sorted(str(a) for a in accounts)[:MAX_ACCOUNTS]:
         snap.in_flight[account] = current_limit(redis, account, settings, now)
     snap.queues = dispatcher.depths()

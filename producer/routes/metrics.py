@@ -88,6 +88,11 @@ class StoreCollector(Collector):
             in_flight.add_metric([account], state["inFlight"])
         yield limit
         yield in_flight
+        yield GaugeMetricFamily(
+            "twilio_jobs_workers_alive",
+            "Worker processes whose heartbeat is fresher than TWILIO_JOBS_WORKER_DEAD_AFTER.",
+            value=snap.workers_alive,
+        )
         yield CounterMetricFamily(
             "twilio_jobs_worker_restarts",
             "Celery workers restarted by the `twilio-jobs worker` supervisor.",

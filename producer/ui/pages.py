@@ -21,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from producer.ui import session
-from twilio_jobs import keys
+from twilio_jobs import keys, stats
 from twilio_jobs.client import Client
 from twilio_jobs.errors import (
     CampaignNotFound,
@@ -130,6 +130,7 @@ def _overview(client: Client, who: str) -> dict[str, Any]:
         "scheduled": int(scheduled),
         "due": int(due),
         "failedWebhooks": len(client.webhooks.failed(who, 1000)),
+        "workersAlive": stats.workers_alive(client.redis, client.settings.worker_dead_after, now),
     }
 
 

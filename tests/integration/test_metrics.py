@@ -155,6 +155,7 @@ def test_prometheus_scrapes_the_api_and_a_worker_during_traffic(
     wait_until(lambda: value(prom, ended) == JOBS - 5, timeout=60)
     assert value(prom, 'twilio_jobs_jobs_ended_total{status="failed"}') == 5
     assert value(prom, 'twilio_jobs_twilio_errors_total{code="21211"}') == 5
+    assert value(prom, "twilio_jobs_workers_alive") == 1  # by heartbeat
     assert value(prom, 'sum(twilio_jobs_sends_total{outcome="permanent"})') == 5
     wait_until(lambda: value(prom, 'twilio_jobs_jobs{status="queued"}') == 0, timeout=30)
     latency = value(

@@ -56,6 +56,8 @@ def test_find_a_failed_job_retry_it_and_see_it_succeed(
 
     code, out, _ = cli(capsys, url, "jobs", "show", job_id)
     assert code == 0 and job_id in out and "succeeded" in out
+    code, out, _ = cli(capsys, url, "jobs", "list", "--status", "succeeded", "--json")
+    assert code == 0 and [j["jobId"] for j in json.loads(out)["jobs"]] == [job_id]
 
 
 def test_cancel_campaigns_webhooks_and_errors(
@@ -78,6 +80,8 @@ def test_cancel_campaigns_webhooks_and_errors(
     assert code == 0 and "paused" in out and "total" in out
     code, out, _ = cli(capsys, url, "campaigns", "jobs", cid, "--json")
     assert code == 0 and len(json.loads(out)["jobs"]) == 1
+    code, out, _ = cli(capsys, url, "campaigns", "list", "--json")
+    assert code == 0 and [c["campaignId"] for c in json.loads(out)["campaigns"]] == [cid]
     code, out, _ = cli(capsys, url, "campaigns", "cancel", cid, "--json")
     assert code == 0 and json.loads(out)["state"] == "cancelled"
 
