@@ -312,6 +312,7 @@ class Campaigns:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(keys.campaign(campaign_id), mapping=meta)
         pipe.expire(keys.campaign(campaign_id), ttl)
+        pipe.sadd(keys.CAMPAIGNS_RUNNING, campaign_id)
         listed = keys.index_campaigns(owner)  # the tenant's campaigns (twilio_jobs.search)
         created = time.time()
         pipe.zadd(listed, {campaign_id: created})

@@ -170,6 +170,9 @@ STATS = f"{PREFIX}stats"
 """Hash kept by the lifecycle (`tj_move`) and the job writers: `status:<s>` jobs in each state
 now, `ended:<s>` moves into each final state ever; `worker_restarts` by the supervisor."""
 
+CAMPAIGNS_RUNNING = f"{PREFIX}campaigns:running"
+"""Set: campaigns with jobs not yet final (added when written, removed by the last to end)."""
+
 AIMD_ACCOUNTS = f"{PREFIX}aimd:accounts"
 """Set: accounts whose in-flight limit a 429 has cut (their AIMD state is worth showing)."""
 
@@ -249,6 +252,7 @@ def lua_constants() -> str:
     lines.append(f"local function tj_key_webhook_schedule() return '{WEBHOOK_SCHEDULE}' end")
     lines.append(f"local TJ_WEBHOOK_MIN_TTL_MS = {WEBHOOK_MIN_TTL * 1000}")
     lines.append(f"local TJ_KEY_STATS = '{STATS}'")
+    lines.append(f"local TJ_KEY_CAMPAIGNS_RUNNING = '{CAMPAIGNS_RUNNING}'")
     # Index keys of a tenant (`OPEN_TENANT` for ""), from the builders above.
     for name, key in (
         ("index_status", index_status(marker, "\x01")),

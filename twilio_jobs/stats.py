@@ -40,6 +40,7 @@ class Snapshot:
     in_flight: dict[str, dict[str, Any]] = field(default_factory=dict)
     worker_restarts: int = 0
     workers_alive: int = 0
+    campaigns_running: int = 0
 
 
 def workers_alive(redis: Redis, dead_after: float, now: float | None = None) -> int:
@@ -58,9 +59,11 @@ def read(redis: Redis, dispatcher: Dispatcher, settings: Settings) -> Snapshot:
     pipe.zcount(keys.SCHEDULE, "-inf", now - 1.0)
     pipe.zcard(keys.WEBHOOKS_FAILED)
     pipe.smembers(keys.AIMD_ACCOUNTS)
-    raw, schedule, overdue, failed, accounts = pipe.execute()
+    pipe.scard(keys.CAMPAIGNS_RUNNING)
+    raw, schedule, overdue, failed, accounts, running = pipe.execute()
     snap = Snapshot(schedule=int(schedule), schedule_overdue=int(overdue))
     snap.webhooks_failed = int(failed)
+    snap.campaigns_running = int(running)
     for status in JobStatus:
         if status in FINAL_STATES:
             snap.ended[status.value] = int(raw.get(f"ended:{status.value}", 0))

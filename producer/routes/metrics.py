@@ -89,6 +89,11 @@ class StoreCollector(Collector):
         yield limit
         yield in_flight
         yield GaugeMetricFamily(
+            "twilio_jobs_campaigns_running",
+            "Campaigns with jobs that have not ended yet.",
+            value=snap.campaigns_running,
+        )
+        yield GaugeMetricFamily(
             "twilio_jobs_workers_alive",
             "Worker processes whose heartbeat is fresher than TWILIO_JOBS_WORKER_DEAD_AFTER.",
             value=snap.workers_alive,

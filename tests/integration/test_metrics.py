@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,15 @@ def test_promtool_accepts_the_exposition_and_the_rules(
         [promtool(), "check", "metrics"], input=exposition.encode(), capture_output=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+    # A campaign runs until its last job ends (here: cancelled).
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    held = {**SEED_SMS, "recipients": [{"to": "+14155550101"}], "sendAt": later}
+    campaign = jobs.create_campaign(**held).campaignId
+    assert campaign is not None
+    running = "twilio_jobs_campaigns_running "
+    assert f"{running}1.0" in httpx.get(f"http://{api_target}/metrics").text
+    jobs.cancel_campaign(campaign)
+    assert f"{running}0.0" in httpx.get(f"http://{api_target}/metrics").text
     rules = subprocess.run(
         [promtool(), "check", "rules", str(ROOT / "deploy/prometheus/alerts.yml")],
         capture_output=True,

@@ -66,8 +66,17 @@ local function tj_count(job_key, old, new)
   if old then redis.call('HINCRBY', counts, old, -1) end
   redis.call('HINCRBY', counts, new, 1)
   local was, now_final = TJ_FINAL[old or ''] or false, TJ_FINAL[new] or false
-  if now_final and not was then redis.call('HINCRBY', counts, 'final', 1) end
-  if was and not now_final then redis.call('HINCRBY', counts, 'final', -1) end
+  if now_final and not was then
+    -- The campaign's last job to end takes it off the running set (`GET /metrics`).
+    local final = redis.call('HINCRBY', counts, 'final', 1)
+    local cid = redis.call('HGET', job_key, 'campaignId')
+    local total = tonumber(redis.call('HGET', tj_key_campaign(cid), 'total') or '0')
+    if final >= total then redis.call('SREM', TJ_KEY_CAMPAIGNS_RUNNING, cid) end
+  end
+  if was and not now_final then
+    redis.call('HINCRBY', counts, 'final', -1)
+    redis.call('SADD', TJ_KEY_CAMPAIGNS_RUNNING, redis.call('HGET', job_key, 'campaignId'))
+  end
   if new == 'succeeded' then
     local sec = tonumber(redis.call('TIME')[1])
     local slot = tostring(sec % 60)
