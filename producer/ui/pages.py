@@ -15,8 +15,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import RedirectResponse, Response
+from fastapi.concurrency import iterate_in_threadpool, run_in_threadpool
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
@@ -178,6 +178,21 @@ def campaign_progress(request: Request, campaign_id: str) -> Response:
         return failure(request, exc)
 
 
+@router.get("/campaigns/{campaign_id}/report.csv")
+def campaign_report(request: Request, campaign_id: str) -> Response:
+    """The delivery report, as `GET /api/campaigns/{id}/report.csv` streams it."""
+    try:
+        who = session.owner(request)
+        lines = _client(request).campaign_report(campaign_id, owner=who)
+    except TwilioJobsError as exc:
+        return failure(request, exc)
+    return StreamingResponse(
+        iterate_in_threadpool(lines),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{campaign_id}.csv"'},
+    )
+
+
 @router.post("/campaigns/{campaign_id}/{action}")
 async def campaign_action(request: Request, campaign_id: str, action: str) -> Response:
     try:
@@ -310,6 +325,48 @@ def suppressions(
         )
     except TwilioJobsError as exc:
         return failure(request, exc)
+
+
+@router.get("/suppressions/export.csv")
+def export_suppressions(request: Request, accountSid: str = "") -> Response:  # noqa: N803
+    try:
+        who = session.owner(request)
+        client = _client(request)
+        client.accounts.require(who, accountSid)
+        lines = client.suppressions.export_csv(accountSid)
+    except TwilioJobsError as exc:
+        return failure(request, exc)
+    return StreamingResponse(iterate_in_threadpool(lines), media_type="text/csv")
+
+
+@router.post("/suppressions/add")
+async def add_suppression(request: Request) -> Response:
+    try:
+        fields = await session.form(request)
+        who = session.owner(request)
+        client = _client(request)
+        account = fields.get("accountSid", "")
+        client.accounts.require(who, account)
+        added = client.suppressions.add(
+            account, fields.get("to", "").strip(), fields.get("sender", "").strip() or "*"
+        )
+    except TwilioJobsError as exc:
+        return failure(request, exc)
+    return back(f"/ui/suppressions?{urlencode({'accountSid': account})}", f"added {added.to}")
+
+
+@router.post("/suppressions/import")
+async def import_suppressions(request: Request) -> Response:
+    try:
+        fields = await session.form(request)
+        who = session.owner(request)
+        client = _client(request)
+        account = fields.get("accountSid", "")
+        client.accounts.require(who, account)
+        count = client.suppressions.import_csv(account, fields.get("csv", ""))
+    except TwilioJobsError as exc:
+        return failure(request, exc)
+    return back(f"/ui/suppressions?{urlencode({'accountSid': account})}", f"imported {count}")
 
 
 @router.post("/suppressions/remove")

@@ -83,6 +83,10 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/ui/campaigns/{campaign_id}/{action}"): "ui-action",
     ("POST", "/ui/jobs/{job_id}/{action}"): "ui-action",
     ("POST", "/ui/suppressions/remove"): "ui-action",
+    ("POST", "/ui/suppressions/add"): "ui-action",
+    ("POST", "/ui/suppressions/import"): "ui-action",
+    ("GET", "/ui/suppressions/export.csv"): "ui-account",
+    ("GET", "/ui/campaigns/{campaign_id}/report.csv"): "ui-owned",
 }
 
 # Public by design, with the reason.
