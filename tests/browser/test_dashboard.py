@@ -119,10 +119,18 @@ def submit(driver: Any, element: Any) -> None:
 
 
 def text(driver: Any, css: str) -> str:
+    """The element's text; the live parts of a page are replaced every second, so an element
+    found just before its replacement is looked up again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    found = driver.find_elements(By.CSS_SELECTOR, css)
-    return str(found[0].text) if found else ""
+    for _ in range(20):
+        try:
+            found = driver.find_elements(By.CSS_SELECTOR, css)
+            return str(found[0].text) if found else ""
+        except StaleElementReferenceException:
+            continue
+    return ""
 
 
 def test_campaign_failed_job_retry_webhook_replay_and_suppression(
