@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -339,45 +340,44 @@ def export_suppressions(request: Request, accountSid: str = "") -> Response:  # 
     return StreamingResponse(iterate_in_threadpool(lines), media_type="text/csv")
 
 
-@router.post("/suppressions/add")
-async def add_suppression(request: Request) -> Response:
+async def _on_suppressions(
+    request: Request, act: Callable[[Client, str, dict[str, str]], str]
+) -> Response:
+    """A suppression form: checked (CSRF, the key's tenant has proven the account), done, and
+    back to the account's list with what `act` says it did."""
     try:
         fields = await session.form(request)
         who = session.owner(request)
         client = _client(request)
         account = fields.get("accountSid", "")
         client.accounts.require(who, account)
-        added = client.suppressions.add(
-            account, fields.get("to", "").strip(), fields.get("sender", "").strip() or "*"
-        )
+        note = act(client, account, fields)
     except TwilioJobsError as exc:
         return failure(request, exc)
-    return back(f"/ui/suppressions?{urlencode({'accountSid': account})}", f"added {added.to}")
+    return back(f"/ui/suppressions?{urlencode({'accountSid': account})}", note)
+
+
+@router.post("/suppressions/add")
+async def add_suppression(request: Request) -> Response:
+    def add(client: Client, account: str, fields: dict[str, str]) -> str:
+        to, scope = fields.get("to", "").strip(), fields.get("sender", "").strip() or "*"
+        return f"added {client.suppressions.add(account, to, scope).to}"
+
+    return await _on_suppressions(request, add)
 
 
 @router.post("/suppressions/import")
 async def import_suppressions(request: Request) -> Response:
-    try:
-        fields = await session.form(request)
-        who = session.owner(request)
-        client = _client(request)
-        account = fields.get("accountSid", "")
-        client.accounts.require(who, account)
-        count = client.suppressions.import_csv(account, fields.get("csv", ""))
-    except TwilioJobsError as exc:
-        return failure(request, exc)
-    return back(f"/ui/suppressions?{urlencode({'accountSid': account})}", f"imported {count}")
+    def load(client: Client, account: str, fields: dict[str, str]) -> str:
+        return f"imported {client.suppressions.import_csv(account, fields.get('csv', ''))}"
+
+    return await _on_suppressions(request, load)
 
 
 @router.post("/suppressions/remove")
 async def lift_suppression(request: Request) -> Response:
-    try:
-        fields = await session.form(request)
-        who = session.owner(request)
-        client = _client(request)
-        account, to = fields.get("accountSid", ""), fields.get("to", "")
-        client.accounts.require(who, account)
-        lifted = client.suppressions.lift(account, to, fields.get("sender") or None)
-    except TwilioJobsError as exc:
-        return failure(request, exc)
-    return back(f"/ui/suppressions?{urlencode({'accountSid': account})}", f"lifted {lifted}")
+    def lift(client: Client, account: str, fields: dict[str, str]) -> str:
+        sender = fields.get("sender") or None
+        return f"lifted {client.suppressions.lift(account, fields.get('to', ''), sender)}"
+
+    return await _on_suppressions(request, lift)
