@@ -188,7 +188,7 @@ def test_min_replicas_refuses_what_no_replica_holds(
     with TestClient(create_app(settings, jobs)) as api:
         ok = api.post("/api/twilio/sendSms", json=SEED_SMS)
         assert ok.status_code == 202
-        assert jobs.wait(ok.json()["jobId"], timeout=20)["status"] == "succeeded"
+        assert jobs.wait(ok.json()["jobId"], timeout=20).status == "succeeded"
         assert redis.Redis(port=replica.port).exists(f"tj:job:{ok.json()['jobId']}")
 
         replica.kill()

@@ -422,7 +422,7 @@ def test_kill_9_hands_out_what_the_dead_worker_took_within_seconds(
     recoveries: list[float] = []
     taken_total = 0
     for round_ in range(3):
-        job_ids += [jobs.send_sms(**sms(to=f"+1415{round_}{i:06d}")) for i in range(1500)]
+        job_ids += [jobs.send_sms(**sms(to=f"+1415{round_}{i:06d}")).jobId for i in range(1500)]
         # Killed under load: a few hundred sends on, with most of the round still queued.
         target = min(fake_twilio.created_count + 200, len(job_ids) - 1000)
         wait_until(lambda t=target: fake_twilio.created_count > t, timeout=60)
@@ -471,7 +471,7 @@ def test_redis_killed_and_restarted_prefetched_jobs_final_within_seconds(
     fake_twilio.set_latency(0.3)
     start_worker(env, None, name="redis-kill")
     jobs = Client(settings)
-    accepted = [jobs.send_sms(**sms(to=f"+1415700{i:04d}")) for i in range(1500)]
+    accepted = [jobs.send_sms(**sms(to=f"+1415700{i:04d}")).jobId for i in range(1500)]
     wait_until(lambda: fake_twilio.created_count > 100, timeout=60)
     redis_server.kill()
     time.sleep(4.0)  # the outage itself, as the issue tried it
