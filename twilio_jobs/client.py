@@ -181,17 +181,17 @@ class Client:
                 self.store.index(pipe, [entry], time.time())
                 pipe.execute()
             if replicate and not self._replicated():
-                self._forget(job_id, owner, key)
+                self._forget(job_id, owner, key, entry[3])
                 raise ServiceUnavailable(REPLICAS_SHORT)
             if not due and not queued:
                 self.dispatcher.send([job_id])
         except ServiceUnavailable:
             raise
         except (redis.RedisError, OSError) as exc:
-            self._forget(job_id, owner, key)
+            self._forget(job_id, owner, key, entry[3])
             raise ServiceUnavailable("The job store is unavailable; try again") from exc
         except Exception as exc:  # kombu raises OperationalError and friends
-            self._forget(job_id, owner, key)
+            self._forget(job_id, owner, key, entry[3])
             raise ServiceUnavailable("The queue is unavailable; try again") from exc
         return Submission(job_id, status, created=True)
 
@@ -330,11 +330,11 @@ class Client:
             time.sleep(0.01)
         return JobStatus.queued.value
 
-    def _forget(self, job_id: str, owner: str, key: str | None) -> None:
+    def _forget(self, job_id: str, owner: str, key: str | None, digest: str) -> None:
+        """The job was written but the caller is told it was not accepted: take it back."""
         try:
-            pipe = self.redis.pipeline()
-            pipe.delete(keys.job(job_id))
-            pipe.zrem(keys.SCHEDULE, job_id)
+            pipe = self.redis.pipeline(transaction=False)
+            self.store.forget(pipe, job_id, digest)
             if key:
                 pipe.delete(keys.idempotency(owner, key))
             pipe.execute()

@@ -28,6 +28,7 @@ from twilio_jobs.schemas import JobKind, JobRecord
 
 PUBLIC_JSON_FIELDS = ("error", "result", "webhook")
 INDEX_SHA = hashlib.sha1(scripts.source("index_jobs").encode()).hexdigest()
+FORGET = scripts.source("forget")  # sent whole (EVAL): it runs only when a write is refused
 
 
 def now_iso(ts: float | None = None) -> str:
@@ -129,6 +130,11 @@ class JobStore:
         if not fields or (owner is not None and fields.get("owner", "") != owner):
             return None
         return render(job_id, fields)
+
+    def forget(self, pipe: Any, job_id: str, digest: str) -> None:
+        """Take back, in `pipe`, a job written but not accepted (`lua/forget.lua`): its
+        record, schedule entry, index entries and stats count, unless it had moved on."""
+        pipe.eval(FORGET, 2, keys.job(job_id), keys.SCHEDULE, job_id, digest)
 
     def cancel(self, job_id: str, error: str, result: str) -> str:
         return str(

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import NoScriptError
 
-from twilio_jobs import connections, keys, scripts
+from twilio_jobs import connections, scripts
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
 from twilio_jobs.store import JobStore
@@ -86,7 +86,7 @@ class JobWriter:
                         self.store.index(again, entries, time.time())
                         await again.execute()
                     if self.min_replicas:
-                        await self._replicated(ids)
+                        await self._replicated(entries)
                 except BaseException as exc:  # handed to every waiting request
                     for _, _, _, future in batch:
                         if not future.done():
@@ -100,16 +100,15 @@ class JobWriter:
         finally:
             self._flushing = False
 
-    async def _replicated(self, job_ids: list[str]) -> None:
+    async def _replicated(self, entries: list[tuple[str, str, str, str]]) -> None:
         """TWILIO_JOBS_STORE_MIN_REPLICAS: one WAIT for the whole batch, then its task messages
         (see Client._replicated). Short of it, the batch's jobs (which no worker can have yet)
-        are removed and their requests get a 503."""
+        are taken back (`JobStore.forget`) and their requests get a 503."""
         pipe = self.redis.pipeline(transaction=False)
         if await connections.areplicas_acked(self.redis, self.min_replicas) < self.min_replicas:
-            for job_id in job_ids:
-                pipe.delete(keys.job(job_id))
-            pipe.zrem(keys.SCHEDULE, *job_ids)
+            for job_id, _, _, digest in entries:
+                self.store.forget(pipe, job_id, digest)
             await pipe.execute()
             raise ServiceUnavailable(REPLICAS_SHORT)
-        self.dispatcher.queue_in(pipe, job_ids)
+        self.dispatcher.queue_in(pipe, [job_id for job_id, _, _, _ in entries])
         await pipe.execute()

@@ -32,6 +32,7 @@ from tests.conftest import (
 )
 from tests.fake_twilio import FakeTwilio
 from tests.services import SentinelCluster
+from twilio_jobs import keys
 from twilio_jobs.client import Client
 from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
 from twilio_jobs.schemas import JobKind
@@ -195,10 +196,14 @@ def test_min_replicas_refuses_what_no_replica_holds(
         master = redis.Redis(port=master_port, decode_responses=True)
         wait_until(lambda: master.info("replication")["connected_slaves"] == 0, timeout=30)
         before = set(master.scan_iter("tj:job:*"))
+        counted, indexed = master.hgetall(keys.STATS), master.zcard(keys.index_all(""))
         refused = api.post("/api/twilio/sendSms", json={**SEED_SMS, "to": "+14155550177"})
         assert refused.status_code == 503
         assert refused.json() == {"callback": "error", "contextWrites": {"to": REPLICAS_SHORT}}
         assert set(master.scan_iter("tj:job:*")) == before
+        # Taken back whole: no count in the stats (GET /metrics), no entry in the indexes.
+        assert master.hgetall(keys.STATS) == counted
+        assert master.zcard(keys.index_all("")) == indexed
         keyed = {**SEED_SMS, "to": "+14155550179"}
         with pytest.raises(ServiceUnavailable, match="replicas"):
             jobs.submit(JobKind.sendSms, keyed, idempotency_key="failover-1")

@@ -138,3 +138,38 @@ def test_endings_are_built_once() -> None:
         "callback": "error", "contextWrites": {"to": "Job was cancelled"}
     }  # fmt: skip
     assert lifecycle.lua_string(ended["error"]) in scripts.constants()
+
+
+def test_a_job_taken_back_leaves_no_count_and_no_index_entry(redis: fakeredis.FakeRedis) -> None:
+    """`JobStore.forget` (the API wrote a job, then answered 503): the record, its schedule
+    entry, its index entries and its count in the stats hash go; a job that moved on stays."""
+    from twilio_jobs.schemas import JobKind
+    from twilio_jobs.store import JobStore
+
+    store = JobStore(redis, ttl=3600)
+    store.load_index()
+    fields = store.new_job_fields(
+        JobKind.sendSms, {"To": "+14155550100"}, "AC1", "ct", status=JobStatus.queued, owner="t1"
+    )
+    for job_id in ("j1", "j2"):
+        pipe = redis.pipeline(transaction=True)
+        store.write(pipe, job_id, fields)
+        store.index(pipe, [(job_id, "t1", "queued", "d1")], 1000.0)
+        store.schedule(pipe, job_id, 2000.0)
+        pipe.execute()
+    redis.hset(keys.job("j2"), "lease", "L")  # a worker took it
+    assert redis.hget(keys.STATS, "status:queued") == "2"
+
+    pipe = redis.pipeline(transaction=False)
+    for job_id in ("j1", "j2", "j3"):
+        store.forget(pipe, job_id, "d1")
+    assert pipe.execute() == [1, 0, 0]
+    assert not redis.exists(keys.job("j1"))
+    assert redis.hget(keys.STATS, "status:queued") == "1"
+    for index in (
+        keys.index_all("t1"),
+        keys.index_status("t1", "queued"),
+        keys.index_to("t1", "d1"),
+    ):
+        assert redis.zrange(index, 0, -1) == ["j2"]
+    assert redis.zrange(keys.SCHEDULE, 0, -1) == ["j2"]
