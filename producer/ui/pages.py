@@ -22,7 +22,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from producer.ui import session
-from twilio_jobs import keys, stats
+from twilio_jobs import stats
 from twilio_jobs.client import Client
 from twilio_jobs.errors import (
     CampaignNotFound,
@@ -116,22 +116,19 @@ async def logout(request: Request) -> Response:
 
 
 def _overview(client: Client, who: str) -> dict[str, Any]:
+    """The tenant's own figures (twilio_jobs.search) beside the service's, which `GET /metrics`
+    shows too and reads the same way (twilio_jobs.stats)."""
     now = time.time()
-    figures = client.search.overview(who, now)
+    snap = stats.read(client.redis, client.dispatcher, client.settings)
     queue = client.settings.queue
-    pipe = client.redis.pipeline(transaction=False)
-    pipe.llen(queue)
-    pipe.zcard(keys.SCHEDULE)
-    pipe.zcount(keys.SCHEDULE, "-inf", now)
-    depth, scheduled, due = pipe.execute()
     return {
-        **figures,
+        **client.search.overview(who, now),
         "queue": queue,
-        "queueDepth": int(depth) if client.dispatcher.shares_store else None,
-        "scheduled": int(scheduled),
-        "due": int(due),
+        "queueDepth": snap.queues.get(queue),
+        "scheduled": snap.schedule,
+        "due": snap.schedule_overdue,
         "failedWebhooks": len(client.webhooks.failed(who, 1000)),
-        "workersAlive": stats.workers_alive(client.redis, client.settings.worker_dead_after, now),
+        "workersAlive": snap.workers_alive,
     }
 
 
