@@ -10,7 +10,8 @@ One hash per event, `keys.webhook(id)` with id `<job id>-e<n>`: `jobId`, `owner`
 bytes on every attempt, is rendered from them), `status` (pending -> sending -> retrying ->
 delivered | failed), `attempts`, `lastError`, `lastAttemptAt`, `nextAt`, `createdAt` (unix),
 and while it is being sent `lease` and `leaseUntil`. It lives as long as its job's record, and
-at least `keys.WEBHOOK_MIN_TTL`.
+at least `keys.WEBHOOK_MIN_TTL` (so that its retries can run out) until it is delivered; then
+as long as a record created with it.
 
 Every delivery that still needs work is in `keys.WEBHOOK_SCHEDULE`, scored by when it next needs
 attention: a new one at once, one being sent when its lease runs out (its worker died), one
@@ -180,6 +181,7 @@ class Outbox:
                     claimed.id,
                     repr(now),
                     state(claimed.id, claimed.event, status, claimed.attempts, error, stamp),
+                    self.settings.result_ttl,
                 ],
             )
         )

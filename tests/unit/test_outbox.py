@@ -205,3 +205,27 @@ def test_accepted_delivery_statuses_move_the_campaigns_counters(redis_conn: redi
     summary = counts.summarize(redis_conn.hgetall(keys.campaign_counts("camp")))
     assert summary["delivery"] == {"delivered": 1, "undelivered": 1}
     assert summary["deliveryErrors"] == [{"code": 30003, "count": 1}]
+
+
+@pytest.mark.parametrize(("status", "kept"), [("delivered", TTL), ("failed", None)])
+def test_a_delivered_event_lives_as_long_as_its_record_a_failed_one_longer(
+    redis_conn: redis.Redis, ledger: Ledger, status: str, kept: int | None
+) -> None:
+    """A pending delivery outlives its job's record (keys.WEBHOOK_MIN_TTL) so that its retries
+    can run out; once delivered it is kept as long as a record made with it, no longer: with a
+    short result TTL, delivered events would otherwise pile up for two days (the soak found
+    them at 65,000). A failed one stays for its replay."""
+    _job(redis_conn, "j1")
+    claim = _claim(ledger, "j1")
+    assert ledger.settle("j1", claim.lease, {"status": "succeeded"}, delete=("cred", "lease"))
+    [delivery] = _deliveries(redis_conn, "j1")
+    outbox = Outbox(redis_conn, Settings(result_ttl=TTL), lambda ids: None)
+    now = time.time()
+    claimed = outbox.claim(delivery["id"], now, 30.0)
+    assert not isinstance(claimed, str)
+    assert outbox.finish(claimed, status, now, error=None if kept else "HTTP 500")
+    pttl = redis_conn.pttl(keys.webhook(delivery["id"]))
+    if kept is None:
+        assert pttl >= keys.WEBHOOK_MIN_TTL * 1000 - 5000
+    else:
+        assert kept * 1000 - 5000 <= pttl <= kept * 1000
