@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -254,7 +255,7 @@ CREATE TABLE {s}.jobs (
     twilio_sid  text,
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL,
-    record      jsonb       NOT NULL,  -- every other field of the record
+    record      {record}    NOT NULL,  -- every other field of the record
     PRIMARY KEY (job_id, created_at)
 ) PARTITION BY RANGE (created_at);
 """
@@ -309,20 +310,26 @@ def pg_cpu() -> float:
 
 
 class Pg:
-    def __init__(self, url: str, now: float) -> None:
+    def __init__(self, url: str, now: float, compact: bool = False) -> None:
+        """`compact`: the record column is the JSON compressed by the writer (zlib level 1,
+        `bytea`): PostgreSQL compresses a value only when the row passes ~2 KB (TOAST), and a
+        finished record's row is just under that."""
         import psycopg
 
         self.conn = psycopg.connect(url, autocommit=True)
-        self.schema = f"tj_bench_{os.getpid()}"
+        self.schema = f"tj_bench_{os.getpid()}{'_z' if compact else ''}"
+        self.compact = compact
         self.conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         self.conn.execute(f"CREATE SCHEMA {self.schema}")
-        self.conn.execute(SCHEMA_SQL.format(s=self.schema))
+        record = "bytea" if compact else "jsonb"
+        self.conn.execute(SCHEMA_SQL.format(s=self.schema, record=record))
+        storage = ""
         day0 = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         for i in range(-DAYS - 1, 2):
             lo, hi = day0 + timedelta(days=i), day0 + timedelta(days=i + 1)
             self.conn.execute(
                 f"CREATE TABLE {self.schema}.jobs_{lo:%Y%m%d} PARTITION OF {self.schema}.jobs "
-                f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}')"
+                f"FOR VALUES FROM ('{lo.isoformat()}') TO ('{hi.isoformat()}'){storage}"
             )
         for i, spec in enumerate(INDEXES.values()):
             self.conn.execute(f"CREATE INDEX jobs_ix{i} ON {self.schema}.jobs {spec}")
@@ -331,6 +338,8 @@ class Pg:
         return int(self.conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()[0])
 
     def copy(self, rows: list[tuple[Any, ...]], batch: int) -> None:
+        if self.compact:
+            rows = [(*row[:-1], zlib.compress(row[-1].encode(), 1)) for row in rows]
         for start in range(0, len(rows), batch):
             with self.conn.transaction(), self.conn.cursor() as cur:
                 cols = ", ".join(COLUMNS)
@@ -442,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
 
     server = PrivateRedis()
     pg = Pg(PG_URL, gen.now)
+    lz4 = Pg(PG_URL, gen.now, compact=True)  # record zlib-compressed by the writer
     try:
         # -- writes
         r_load = redis_load(server, rows, cipher)
@@ -451,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
         pg.conn.execute(f"VACUUM ANALYZE {pg.schema}.jobs")
         heap, toast = pg.heap_sizes()
         indexes = pg.index_sizes()
+        cpu0, wal0, t0 = pg_cpu(), lz4.wal(), time.monotonic()
+        lz4.copy(pg_rows, args.batch)
+        lz4_s, lz4_cpu, lz4_wal = time.monotonic() - t0, pg_cpu() - cpu0, lz4.wal() - wal0
+        lz4.conn.execute(f"VACUUM ANALYZE {lz4.schema}.jobs")
+        lz4_heap, lz4_toast = lz4.heap_sizes()
+        lz4_indexes = lz4.index_sizes()
         # multi-row INSERT of a sample, on top (new ids)
         extra = [pg_row(r, digest_key) for r in Records(args.insert_n, args.tenants, seed=16)]
         cpu0, wal0, t0 = pg_cpu(), pg.wal(), time.monotonic()
@@ -467,25 +483,31 @@ def main(argv: list[str] | None = None) -> int:
                 ["PostgreSQL", f"multi-row INSERT, {args.batch // 10} rows per statement",
                  len(extra), len(extra) / ins_s, ins_cpu * 1e6 / len(extra),
                  ins_wal / len(extra)],
+                ["PostgreSQL, record zlib", f"COPY, {args.batch:,} rows per transaction", n,
+                 n / lz4_s, lz4_cpu * 1e6 / n, lz4_wal / n],
             ],
         )  # fmt: skip
-        rows_bytes = [["Redis: used_memory (RAM)", r_load["bytes_per_record"]]]
-        rows_bytes += [["PostgreSQL: table (heap)", heap / n], ["PostgreSQL: TOAST", toast / n]]
-        rows_bytes += [[f"PostgreSQL: index {k}", v / n] for k, v in indexes.items()]
-        rows_bytes.append(["PostgreSQL: all (disk)", (heap + toast + sum(indexes.values())) / n])
+        rows_bytes = [["Redis: used_memory (RAM)", r_load["bytes_per_record"], "-"]]
+        rows_bytes += [["PostgreSQL: table (heap)", heap / n, lz4_heap / n],
+                       ["PostgreSQL: TOAST", toast / n, lz4_toast / n]]  # fmt: skip
+        rows_bytes += [[f"PostgreSQL: index {k}", v / n, lz4_indexes[k] / n]
+                       for k, v in indexes.items()]  # fmt: skip
+        rows_bytes.append(["PostgreSQL: all (disk)", (heap + toast + sum(indexes.values())) / n,
+                           (lz4_heap + lz4_toast + sum(lz4_indexes.values())) / n])  # fmt: skip
         print_table(f"Bytes per finished record ({n:,} records, before the INSERT sample)",
-                    ["where", "bytes/record"], rows_bytes)  # fmt: skip
+                    ["where", "bytes/record", "record zlib by the writer"], rows_bytes)  # fmt: skip
 
         # -- searches
         q = searches(rows, gen.tenants)
         search = Search(server.conn, cipher)  # type: ignore[arg-type]
-        s = pg.schema
-        cur = pg.conn
+        which = [pg]  # the database pg_q asks
+        s = "{s}"  # pg_q puts the database's schema here
         rng = random.Random(3)
         cols = "job_id, status, created_at, updated_at, campaign_id, twilio_sid, error_code, record"
 
         def pg_q(sql: str, params: tuple[Any, ...]) -> list[Any]:
-            return cur.execute(sql, params).fetchall()
+            db = which[0]
+            return db.conn.execute(sql.replace("{s}", db.schema), params).fetchall()
 
         def second_page(tenant: str, campaign: str) -> list[Any]:
             first = pg_q(f"SELECT created_at FROM {s}.jobs WHERE tenant = %s AND campaign_id = %s "
@@ -534,23 +556,28 @@ def main(argv: list[str] | None = None) -> int:
         table = []
         for name, on_redis, on_pg in cases:
             r50, r99, rn = timed(on_redis, args.queries)
+            which[0] = pg
             p50, p99, pn = timed(on_pg, args.queries)
-            table.append([name, r50, r99, rn, p50, p99, pn])
+            which[0] = lz4
+            l50, l99, _ = timed(on_pg, args.queries)
+            table.append([name, r50, r99, rn, p50, p99, pn, l50, l99])
         print_table(
             f"Searches, {args.queries} each (ms; Redis through twilio_jobs.search, rows returned "
             "by the last call)",
             ["search", "Redis p50", "Redis p99", "rows", "PostgreSQL p50", "PostgreSQL p99",
-             "rows"],
+             "rows", "PG zlib p50", "PG zlib p99"],
             table,
         )  # fmt: skip
-        plan = pg.conn.execute(
+        which[0] = pg
+        plan = pg_q(
             f"EXPLAIN SELECT {cols} FROM {s}.jobs WHERE tenant = %s AND status = 'failed' "
-            "ORDER BY created_at DESC LIMIT 50", (q["tenant"][0],)).fetchall()  # fmt: skip
+            "ORDER BY created_at DESC LIMIT 50", (q["tenant"][0],))  # fmt: skip
         print("\nplan of 'failed, latest 50':")
         for (line,) in plan[:8]:
             print("  " + line)
     finally:
         pg.drop()
+        lz4.drop()
         server.stop()
     return 0
 
