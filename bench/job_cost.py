@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -218,7 +219,43 @@ def delta(a: Info, b: Info, n: int) -> dict[str, float]:
 # -- the phases --------------------------------------------------------------------------------
 
 
-def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) -> dict[str, Any]:
+class Receiver:
+    """A webhook receiver on a free loopback port: answers 200, counts requests and bytes."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+        self.requests = 0
+        self.bytes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                head = len(self.requestline) + 2 + len(str(self.headers)) + 2
+                receiver.requests += 1
+                receiver.bytes += head + len(body)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+
+
+def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any,
+            receiver: Receiver) -> dict[str, Any]:  # fmt: skip
     from bench import campaign_slot
     from bench.harness import (
         QUEUE,
@@ -237,6 +274,9 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) 
     extra = {"TWILIO_JOBS_SENDER_RATES": json.dumps({SMS["from"]: 0})}
     if kind == "campaign":
         extra["TWILIO_JOBS_ACCOUNT_MAX_IN_FLIGHT"] = "100"
+    if kind == "webhook":  # the receiver is on loopback; deliveries signed as in production
+        extra["TWILIO_JOBS_WEBHOOK_ALLOW_PRIVATE"] = "1"
+        extra["TWILIO_JOBS_WEBHOOK_SECRET"] = "whsec_" + base64.b64encode(b"b" * 32).decode()
     env = service_env(proxy.url, **extra)
     apply_env(env)
     from twilio_jobs.client import Client
@@ -245,9 +285,10 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) 
     def enqueue() -> float:
         client = Client()
         t0 = time.monotonic()
-        if kind == "single":
+        if kind in ("single", "webhook"):
+            hook = {"callbackUrl": receiver.url} if kind == "webhook" else {}
             for i in range(n):
-                client.submit(JobKind.sendSms, {**SMS, "to": f"+1415{3000000 + i:07d}"})
+                client.submit(JobKind.sendSms, {**SMS, **hook, "to": f"+1415{3000000 + i:07d}"})
         else:
             campaign_slot.create(client, n)
         client.close()
@@ -266,10 +307,12 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) 
     # a worker may start on its queue before it reports ready). The drain side is B less A.
     flush()
     fake.reset()
-    processes = 1 if kind == "single" else 2
+    processes = 2 if kind == "campaign" else 1
     workers = [our_worker(env, name=f"{kind}{i}") for i in range(processes)]
 
     def drained() -> bool:
+        if kind == "webhook" and receiver.requests - hooks0 < n:
+            return False
         return int(conn.hget(keys.STATS, "ended:succeeded") or 0) >= n
 
     try:
@@ -278,6 +321,7 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) 
         time.sleep(0.5)  # start-up traffic (script loads, first heartbeats) out of the way
         start = Info.read(conn)
         up0, down0 = proxy.counts()
+        hooks0, hook_bytes0 = receiver.requests, receiver.bytes
         t1 = time.monotonic()
         cpu0 = [w.cpu_seconds() for w in workers]
         enqueue()
@@ -288,6 +332,8 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) 
         up1, down1 = proxy.counts()
         # let the last acks land before the memory reading
         wait_for(lambda: conn.llen(QUEUE) == 0 and conn.hlen("unacked") == 0, 30)
+        if kind == "webhook":  # the deliveries' acks and their leases settled
+            wait_for(lambda: not conn.zcard(keys.WEBHOOK_SCHEDULE), 60)
     finally:
         for worker in workers:
             worker.stop()
@@ -297,7 +343,9 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) 
     time.sleep(0.2)
     final = Info.read(conn)
     breakdown = {}
-    for name, pattern in (("records", "tj:job:*"), ("indexes", "tj:ix:*"), ("sids", "tj:sid:*")):
+    parts = (("records", "tj:job:*"), ("indexes", "tj:ix:*"), ("sids", "tj:sid:*"),
+             ("webhooks", "tj:webhook:*"))  # fmt: skip
+    for name, pattern in parts:
         total = count = 0
         for key in conn.scan_iter(pattern, count=1000):
             total += int(conn.memory_usage(key, samples=0) or 0)
@@ -324,7 +372,15 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any) 
         "twilio_up_b": (up1 - up0) / n,
         "twilio_down_b": (down1 - down0) / n,
         "twilio_connections": proxy.connections,
+        "webhook_b": (receiver.bytes - hook_bytes0) / n,
     }
+
+
+LABELS = {
+    "single": "single sends (1 worker)",
+    "campaign": "campaign (2 workers, in-flight 100)",
+    "webhook": "single sends + result webhook (1 worker)",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=5_000)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=1, help="alternating rounds; medians")
-    parser.add_argument("--only", choices=["single", "campaign"], action="append")
+    parser.add_argument("--only", choices=["single", "campaign", "webhook"], action="append",
+                        help="single sends, a campaign, sends with a callbackUrl")  # fmt: skip
     parser.add_argument("--json", help="also write the raw figures here")
     args = parser.parse_args(argv)
     store = PrivateRedis()
@@ -344,14 +401,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with FakeTwilioProc(latency=args.latency) as fake:
             proxy = CountingProxy(fake.port)
+            receiver = Receiver()
             try:
                 for _ in range(args.rounds):
                     for kind in args.only or ["single", "campaign"]:
                         results.setdefault(kind, []).append(
-                            measure(kind, args.n, args.latency, proxy, fake)
+                            measure(kind, args.n, args.latency, proxy, fake, receiver)
                         )
             finally:
                 proxy.stop()
+                receiver.stop()
     finally:
         store.stop()
 
@@ -384,8 +443,10 @@ def main(argv: list[str] | None = None) -> int:
         ("... records (MEMORY USAGE tj:job:*)", ("breakdown", "records")),
         ("... indexes (MEMORY USAGE tj:ix:*)", ("breakdown", "indexes")),
         ("... SID keys (MEMORY USAGE tj:sid:*)", ("breakdown", "sids")),
+        ("... webhook deliveries (MEMORY USAGE tj:webhook:*)", ("breakdown", "webhooks")),
         ("Twilio request bytes/job (HTTP, on the wire)", ("twilio_up_b",)),
         ("Twilio response bytes/job", ("twilio_down_b",)),
+        ("result webhook request bytes/job (HTTP)", ("webhook_b",)),
     ]
     kinds = list(results)
     for label, path in spec:
@@ -393,8 +454,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(
         f"Per-job cost, N={args.n:,}, fake Twilio at {args.latency * 1000:.0f} ms, "
         f"median of {args.rounds} round(s)",
-        ["figure", *(f"{k} ({'1 worker' if k == 'single' else '2 workers, in-flight 100'})"
-                     for k in kinds)],
+        ["figure", *(LABELS[k] for k in kinds)],
         rows,
     )  # fmt: skip
     for kind in kinds:
