@@ -219,6 +219,9 @@ def delta(a: Info, b: Info, n: int) -> dict[str, float]:
 # -- the phases --------------------------------------------------------------------------------
 
 
+IDLE_SECONDS = 5.0
+
+
 class Receiver:
     """A webhook receiver on a free loopback port: answers 200, counts requests and bytes."""
 
@@ -319,7 +322,12 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any,
         for worker in workers:
             worker.start()
         time.sleep(0.5)  # start-up traffic (script loads, first heartbeats) out of the way
+        # Redis's own CPU with the workers idle (heartbeats, their waits on empty queues,
+        # serverCron): part of every second of a drain, whatever the jobs.
+        idle0 = Info.read(conn)
+        time.sleep(IDLE_SECONDS)
         start = Info.read(conn)
+        idle_rate = (start.cpu - idle0.cpu) / IDLE_SECONDS
         up0, down0 = proxy.counts()
         hooks0, hook_bytes0 = receiver.requests, receiver.bytes
         t1 = time.monotonic()
@@ -362,6 +370,9 @@ def measure(kind: str, n: int, latency: float, proxy: CountingProxy, fake: Any,
         "top_all": top_commands(start, end, n),
         "rate": n / (t2 - t1),
         "worker_cpu_ms": cpu * 1000 / n,
+        "redis_idle_cpu_per_s": idle_rate * 1000,  # ms per second
+        "redis_cpu_us_less_idle": ((end.cpu - start.cpu) - idle_rate * (t2 - t1)) * 1e6 / n
+        - delta(base, queued, n)["redis_cpu_us"],
         "enqueue": delta(base, queued, n),
         "drain": {k: v - delta(base, queued, n)[k] for k, v in delta(start, end, n).items()},
         "queued_mem_b": (queued.memory - base.memory) / n,
@@ -429,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
         ("worker CPU-ms/job", ("worker_cpu_ms",)),
         ("Redis main-thread CPU-us/job, enqueue", ("enqueue", "redis_cpu_us")),
         ("Redis main-thread CPU-us/job, drain", ("drain", "redis_cpu_us")),
+        ("... less Redis's idle CPU over the drain's seconds", ("redis_cpu_us_less_idle",)),
+        ("Redis idle CPU with the workers waiting, ms/s", ("redis_idle_cpu_per_s",)),
         ("Redis commandstats usec/job, enqueue", ("enqueue", "cmd_usec")),
         ("Redis commandstats usec/job, drain", ("drain", "cmd_usec")),
         ("Redis commands/job (with those scripts run), enqueue", ("enqueue", "cmd_calls")),
