@@ -47,6 +47,8 @@ if __package__ in (None, ""):
 import psutil  # noqa: E402
 import redis  # noqa: E402
 
+from bench.replicas import redis_server  # noqa: E402
+
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SECRET_KEY = "bench-secret-key-0123456789-abcdefghijklmnopqrstuv"
 DAYS = 7
@@ -168,26 +170,8 @@ class Records:
 
 class PrivateRedis:
     def __init__(self) -> None:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = int(sock.getsockname()[1])
         self.dir = Path(tempfile.mkdtemp(prefix="tj-archive-"))
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-             str(self.dir), "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis(host="127.0.0.1", port=self.port).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.proc, self.port = redis_server(self.dir)
         self.conn = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
 
     def cpu(self) -> float:
