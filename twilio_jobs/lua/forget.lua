@@ -12,9 +12,7 @@ if not status or not TJ_INITIAL[status] or redis.call('HEXISTS', key, 'lease') =
   return 0
 end
 local owner = redis.call('HGET', key, 'owner') or ''
-redis.call('ZREM', tj_key_index_all(owner), id)
-redis.call('ZREM', tj_key_index_status(owner, status), id)
-if ARGV[2] ~= '' then redis.call('ZREM', tj_key_index_to(owner, ARGV[2]), id) end
+tj_index_drop(owner, id, status, redis.call('HGET', key, 'campaignId'), ARGV[2])
 redis.call('HINCRBY', TJ_KEY_STATS, 'status:' .. status, -1)
 redis.call('DEL', key)
 redis.call('ZREM', KEYS[2], id)

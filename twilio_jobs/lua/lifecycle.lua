@@ -141,6 +141,16 @@ local function tj_index_new(owner, id, status, campaign, digest, score, ttl)
   end
 end
 
+-- Take a job entered by `tj_index_new` out of its tenant's indexes again.
+local function tj_index_drop(owner, id, status, campaign, digest)
+  redis.call('ZREM', tj_key_index_all(owner), id)
+  redis.call('ZREM', tj_key_index_status(owner, status), id)
+  if campaign and campaign ~= '' then
+    redis.call('ZREM', tj_key_index_campaign(owner, campaign), id)
+  end
+  if digest and digest ~= '' then redis.call('ZREM', tj_key_index_to(owner, digest), id) end
+end
+
 local function tj_move(job_key, old, new)
   if old == new then return end
   local allowed = TJ_MOVES[old or '']
