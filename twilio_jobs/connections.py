@@ -308,3 +308,45 @@ async def areplicas_acked(redis: AsyncRedis, replicas: int) -> int:
     pipe.publish(keys.REPLICATION_PROBE, "")
     pipe.execute_command(*_wait_args(replicas))
     return int((await pipe.execute())[-1])
+
+
+class ClaimReplicas:
+    """How many replicas must hold a send claim before Twilio is called.
+
+    A claim that a failover loses lets the new master hand the job out as never sent: a second
+    create. So when the master has a replica (a Sentinel or managed-Redis setup, where one can
+    be promoted), each claim is followed by a WAIT for one replica (or for
+    `TWILIO_JOBS_STORE_MIN_REPLICAS`, when higher) in the same round trip, and a claim no replica
+    confirmed is not sent (`twilio_jobs.ledger`). The count comes from the master's
+    `INFO replication`, read every REFRESH seconds and held for HOLD seconds after a replica
+    drops: a master whose replica has just been promoted away keeps refusing to vouch for
+    claims until the sentinels make it a replica itself. A Redis that never had a replica
+    costs nothing but that INFO.
+    """
+
+    REFRESH = 5.0
+    HOLD = 60.0
+
+    def __init__(self, redis: Redis, floor: int = 0, clock: Any = time.monotonic) -> None:
+        self.redis = redis
+        self.floor = floor
+        self.clock = clock
+        self._checked = -float("inf")
+        self._seen_at = -float("inf")
+
+    def wanted(self) -> int:
+        now = self.clock()
+        if now - self._checked >= self.REFRESH:
+            self._checked = now
+            try:
+                connected = int(self.redis.info("replication").get("connected_slaves", 0))
+            except RedisError:
+                connected = 0  # no answer: the claim itself fails or succeeds on its own
+            if connected:
+                self._seen_at = now
+        recent = 1 if now - self._seen_at < self.HOLD else 0
+        return max(self.floor, recent)
+
+    @staticmethod
+    def wait_args(replicas: int) -> tuple[Any, ...]:
+        return _wait_args(replicas)

@@ -14,6 +14,7 @@ Every write after the claim carries the lease token and is dropped if the lease 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,9 @@ from typing import Any
 from redis import Redis
 
 from twilio_jobs import keys, scripts
+from twilio_jobs.connections import REPLICA_WAIT, ClaimReplicas
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,13 @@ class Claim:
 
 
 class Ledger:
-    def __init__(self, redis: Redis, ttl: int, holder: str = "") -> None:
+    def __init__(
+        self, redis: Redis, ttl: int, holder: str = "", replicas: ClaimReplicas | None = None
+    ) -> None:
         self.redis = redis
         self.ttl = ttl
+        # Replicas that must hold a claim before it is sent (connections.ClaimReplicas).
+        self.replicas = replicas
         # The worker id whose heartbeat vouches for this process's leases (twilio_jobs.heartbeat).
         self.holder = holder
         self._claims = keys.worker_claims(holder or "-")
@@ -55,18 +63,20 @@ class Ledger:
         self._take_sid = scripts.register(redis, "take_sid")
 
     def claim(self, job_id: str, now: float, lease_seconds: float, stamp: str) -> Claim:
-        lease = secrets.token_hex(8)
-        raw = self._claim(
-            keys=[keys.job(job_id), keys.SCHEDULE, self._claims],
-            args=[repr(now), repr(lease_seconds), lease, stamp, job_id, self.holder],
-        )
-        return self._parse(raw, lease)
+        return self.claim_many([job_id], now, lease_seconds, stamp)[0]
 
     def claim_many(
         self, job_ids: Sequence[str], now: float, lease_seconds: float, stamp: str
     ) -> list[Claim]:
         """`claim` for many jobs in one round trip (the campaign fast path)."""
         leases = [secrets.token_hex(8) for _ in job_ids]
+        wanted = self.replicas.wanted() if self.replicas is not None else 0
+        if len(job_ids) == 1 and not wanted:
+            raw = self._claim(
+                keys=[keys.job(job_ids[0]), keys.SCHEDULE, self._claims],
+                args=[repr(now), repr(lease_seconds), leases[0], stamp, job_ids[0], self.holder],
+            )
+            return [self._parse(raw, leases[0])]
         pipe = self.redis.pipeline(transaction=False)
         for job_id, lease in zip(job_ids, leases, strict=True):
             self._claim(
@@ -74,7 +84,36 @@ class Ledger:
                 args=[repr(now), repr(lease_seconds), lease, stamp, job_id, self.holder],
                 client=pipe,
             )
-        return [self._parse(raw, lease) for raw, lease in zip(pipe.execute(), leases, strict=True)]
+        if wanted:
+            # The same connection's writes: WAIT counts them (connections._wait_args).
+            pipe.execute_command(*ClaimReplicas.wait_args(wanted))  # type: ignore[no-untyped-call]
+        replies = pipe.execute()
+        claims = [
+            self._parse(raw, lease)
+            for raw, lease in zip(replies[: len(job_ids)], leases, strict=True)
+        ]
+        if wanted and int(replies[-1]) < wanted:
+            until = now + lease_seconds
+            return [
+                self._unconfirmed(job_id, c, until)
+                for job_id, c in zip(job_ids, claims, strict=True)
+            ]
+        return claims
+
+    @staticmethod
+    def _unconfirmed(job_id: str, claim: Claim, until: float) -> Claim:
+        """A claim no replica confirmed may vanish in a failover, and the job with it be sent
+        again by whoever the new master hands it to: not sent now. Its lease runs out, and the
+        next claim reconciles with Twilio before sending (or, if the claim was lost, starts
+        afresh on the new master)."""
+        if claim.mode not in ("send", "reconcile"):
+            return claim
+        log.warning(
+            "job %s: no replica confirmed the claim within %.1f s; not sent until its lease ends",
+            job_id,
+            REPLICA_WAIT,
+        )
+        return Claim("busy", until=until)
 
     @staticmethod
     def _parse(raw: Any, lease: str) -> Claim:

@@ -43,7 +43,12 @@ class Root:
         self.outbox = outbox = Outbox(redis, settings, self.dispatcher.send_webhooks)
         self.runtime = Runtime(
             settings=settings,
-            ledger=Ledger(redis, settings.result_ttl, holder=worker_id),
+            ledger=Ledger(
+                redis,
+                settings.result_ttl,
+                holder=worker_id,
+                replicas=connections.ClaimReplicas(redis, settings.store_min_replicas),
+            ),
             gateway=TwilioApi(
                 HttpTransport(
                     settings.http_pool_size, settings.connect_timeout, settings.read_timeout

@@ -7,6 +7,7 @@ default settings. Broker-independent: these run once, on the Redis broker behind
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -34,7 +35,9 @@ from tests.fake_twilio import FakeTwilio
 from tests.services import SentinelCluster
 from twilio_jobs import keys
 from twilio_jobs.client import Client
+from twilio_jobs.connections import ClaimReplicas
 from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
+from twilio_jobs.ledger import Ledger
 from twilio_jobs.schemas import JobKind
 
 pytestmark = pytest.mark.integration
@@ -222,3 +225,29 @@ def test_min_replicas_refuses_what_no_replica_holds(
 def _accepted(api: TestClient) -> bool:
     answer = api.post("/api/twilio/sendSms", json={**SEED_SMS, "to": "+14155550178"})
     return answer.status_code == 202
+
+
+def test_a_claim_no_replica_confirmed_is_not_sent(cluster: SentinelCluster) -> None:
+    """A send claim is copied to the replica before Twilio is called: one the master alone
+    holds would vanish in a failover, and the new master hand the job out as never sent. With
+    the replica frozen (its link still up, so the master counts it), the claim is refused; once
+    the replica answers again, the job's next holder reconciles, never sends blind."""
+    master_port = cluster.master_port()
+    assert master_port is not None
+    master = redis.Redis(port=master_port, decode_responses=True)
+    replica = next(s for s in cluster.servers if s.port != master_port)
+    assert replica.proc is not None
+    ledger = Ledger(master, 600, replicas=ClaimReplicas(master))
+    for job_id in ("confirmed", "frozen"):
+        master.hset(keys.job(job_id), mapping={"status": "queued", "kind": "sendSms"})
+
+    now = time.time()
+    assert ledger.claim("confirmed", now, 30.0, "now").mode == "send"
+    replica.proc.send_signal(signal.SIGSTOP)
+    try:
+        frozen = ledger.claim("frozen", now, 30.0, "now")
+    finally:
+        replica.proc.send_signal(signal.SIGCONT)
+    assert frozen.mode == "busy" and frozen.until == now + 30.0
+    # The refused claim's lease runs out; the next holder asks Twilio before sending.
+    assert ledger.claim("frozen", now + 31.0, 30.0, "now").mode == "reconcile"
