@@ -12,6 +12,7 @@ of it, go without.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ def source(name: str) -> str:
     return compose(_text(name), _includes(name))
 
 
+@cache
+def sha(name: str) -> str:
+    """The SHA1 Redis knows the script by (EVALSHA), as SCRIPT LOAD would answer."""
+    return hashlib.sha1(source(name).encode()).hexdigest()  # noqa: S324 - Redis's own naming
+
+
 def register(redis: Any, name: str) -> Any:
     """`redis.register_script` of the named script (sync or asyncio client alike)."""
     return redis.register_script(source(name))
@@ -95,4 +102,4 @@ def names() -> list[str]:
     return sorted(path.stem for path in LUA_DIR.glob("*.lua"))
 
 
-__all__ = ["compose", "names", "register", "source"]
+__all__ = ["compose", "names", "register", "sha", "source"]

@@ -35,6 +35,7 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils import encoding as kombu_encoding
 from kombu.utils import json as kombu_json
+from redis.exceptions import NoScriptError
 
 from twilio_jobs import keys, scripts
 
@@ -94,6 +95,7 @@ class Channel(kombu_redis.Channel):
     _take_mode: str | None = None  # the command in flight: "take" or "peek"
     _take_idle = False  # the last take found every queue empty: peek next
     _peeks = 0
+    _take_loaded = False  # Redis has lua/take.lua in its script cache: EVALSHA
     _plain_until = 0.0  # after the server refused the script (e.g. out of memory): BRPOP a while
 
     def _brpop_start(self, timeout: float | None = None) -> None:
@@ -122,9 +124,15 @@ class Channel(kombu_redis.Channel):
                 keys.worker_tags(self.recovery_id),
                 keys.WORKERS,
             ]
+            # By its SHA once Redis has it (the full text is most of the bytes of a take):
+            # the first take of a channel, and the one after a NOSCRIPT, sends the text.
+            script = (
+                ("EVALSHA", scripts.sha("take"))
+                if self._take_loaded
+                else ("EVAL", scripts.source("take"))
+            )
             command = (
-                "EVAL",
-                scripts.source("take"),
+                *script,
                 len(fixed) + len(lists),
                 *fixed,
                 *lists,
@@ -141,15 +149,20 @@ class Channel(kombu_redis.Channel):
         try:
             try:
                 reply = self.client.parse_response(
-                    self.client.connection, "EVAL" if mode == "take" else "BLMOVE", **options
+                    self.client.connection, "EVALSHA" if mode == "take" else "BLMOVE", **options
                 )
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
+            except NoScriptError:
+                self._take_loaded = False  # Redis restarted or flushed its scripts: send the text
+                raise Empty() from None
             except self.ResponseError:
                 log.warning("taking with lua/take.lua refused by Redis; BRPOP for a while")
                 self._plain_until = time.monotonic() + 10.0
                 raise Empty() from None
+            if mode == "take":
+                self._take_loaded = True
             # After a peek, take (whatever the peek saw); after an empty take, peek.
             self._take_idle = mode == "take" and not reply
             if mode == "peek" or not reply:

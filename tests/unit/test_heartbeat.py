@@ -157,3 +157,31 @@ def test_take_records_the_message_as_unacked_in_the_same_step_and_restore_puts_i
     assert back["headers"].get("redelivered") or back["properties"]["delivery_info"].get(
         "redelivered"
     )
+
+
+def test_takes_go_by_sha_and_survive_a_flushed_script_cache(conn: redis.Redis) -> None:
+    """After its first take a channel names lua/take.lua by SHA (the text is most of a take's
+    bytes); a Redis that lost its script cache (restart, failover) answers NOSCRIPT, and the
+    next take sends the text again: no message is lost or delivered twice on the way."""
+    beat = Heartbeat(10.0, worker_id=LIVE)
+    beat.attach(conn, lambda ids: None)
+
+    def evalsha_calls() -> int:
+        return int(conn.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+
+    with Connection(REDIS_URL, transport=Transport, transport_options={"heartbeat": beat}) as kombu:
+        queue = kombu.SimpleQueue("tj-sha-test")
+        got = []
+        for n in range(4):
+            if n == 2:
+                conn.script_flush()
+            queue.put({"n": n})
+            before = evalsha_calls()
+            message = queue.get(timeout=5)
+            got.append(message.payload["n"])
+            message.ack()
+            if n in (1, 3):  # a channel that has taken once (and not hit NOSCRIPT since)
+                assert evalsha_calls() > before
+        assert got == [0, 1, 2, 3]
+        assert conn.llen("tj-sha-test") == 0 and conn.hlen("unacked") == 0
+        queue.close()
