@@ -320,8 +320,9 @@ class ClaimReplicas:
     confirmed is not sent (`twilio_jobs.ledger`). The count comes from the master's
     `INFO replication`, read every REFRESH seconds and held for HOLD seconds after a replica
     drops: a master whose replica has just been promoted away keeps refusing to vouch for
-    claims until the sentinels make it a replica itself. A Redis that never had a replica
-    costs nothing but that INFO.
+    claims until the sentinels make it a replica itself. A new master (a new replication id:
+    the promoted replica) starts afresh, so one whose old master died sends at once. A Redis
+    that never had a replica costs nothing but that INFO.
     """
 
     REFRESH = 5.0
@@ -333,19 +334,37 @@ class ClaimReplicas:
         self.clock = clock
         self._checked = -float("inf")
         self._seen_at = -float("inf")
+        self._replid = ""
 
     def wanted(self) -> int:
-        now = self.clock()
-        if now - self._checked >= self.REFRESH:
-            self._checked = now
+        if self.clock() - self._checked >= self.REFRESH:
             try:
-                connected = int(self.redis.info("replication").get("connected_slaves", 0))
+                info = self.redis.info("replication")
             except RedisError:
-                connected = 0  # no answer: the claim itself fails or succeeds on its own
-            if connected:
-                self._seen_at = now
-        recent = 1 if now - self._seen_at < self.HOLD else 0
+                info = {}  # no answer: the claim itself fails or succeeds on its own
+            self.observe(info)
+        return self._count()
+
+    def observe(self, info: dict[str, Any]) -> None:
+        """Take in a master's `INFO replication`."""
+        now = self._checked = self.clock()
+        replid = str(info.get("master_replid", ""))
+        if replid and replid != self._replid:
+            self._replid, self._seen_at = replid, -float("inf")  # another master
+        if int(info.get("connected_slaves", 0)):
+            self._seen_at = now
+
+    def _count(self) -> int:
+        recent = 1 if self.clock() - self._seen_at < self.HOLD else 0
         return max(self.floor, recent)
+
+    def still_wanted(self, info: dict[str, Any], replicas: int) -> bool:
+        """After a WAIT came up short of `replicas`: is the claim's master (`info`, read on
+        the claim's own connection) still one that has, or just had, a replica to lose it to?
+        After a failover the claim may have been made on the promoted replica, which has none
+        yet: it may go out."""
+        self.observe(info)
+        return self._count() >= replicas
 
     @staticmethod
     def wait_args(replicas: int) -> tuple[Any, ...]:

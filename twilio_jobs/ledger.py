@@ -87,12 +87,14 @@ class Ledger:
         if wanted:
             # The same connection's writes: WAIT counts them (connections._wait_args).
             pipe.execute_command(*ClaimReplicas.wait_args(wanted))  # type: ignore[no-untyped-call]
+            pipe.info("replication")  # which master answered: the one the claims were made on
         replies = pipe.execute()
         claims = [
             self._parse(raw, lease)
             for raw, lease in zip(replies[: len(job_ids)], leases, strict=True)
         ]
-        if wanted and int(replies[-1]) < wanted:
+        short = wanted and int(replies[len(job_ids)]) < wanted
+        if short and self.replicas is not None and self.replicas.still_wanted(replies[-1], wanted):
             until = now + lease_seconds
             return [
                 self._unconfirmed(job_id, c, until)

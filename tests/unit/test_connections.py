@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from twilio_jobs import connections
+from twilio_jobs.connections import ClaimReplicas
 
 
 def test_sentinel_urls() -> None:
@@ -37,3 +38,38 @@ def test_a_sentinel_broker_is_kombus_sentinel_transport_with_the_master_name() -
     plain = Settings(_env_file=None, REDIS_URL="redis://localhost/0")  # type: ignore[call-arg]
     assert "master_name" not in transport_options(plain)
     assert "master_name" not in transport_options(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+class _Info:
+    """A master's INFO replication, as the test sets it."""
+
+    def __init__(self) -> None:
+        self.replid, self.connected = "a" * 40, 1
+
+    def info(self, section: str) -> dict[str, object]:
+        assert section == "replication"
+        return {"master_replid": self.replid, "connected_slaves": self.connected}
+
+
+def test_claims_wait_for_a_replica_while_the_master_has_or_just_had_one() -> None:
+    master, now = _Info(), [0.0]
+    replicas = ClaimReplicas(master, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert replicas.wanted() == 1
+    # The replica went away (promoted, say): this master keeps asking for HOLD seconds...
+    master.connected = 0
+    now[0] += ClaimReplicas.REFRESH
+    assert replicas.wanted() == 1 and replicas.still_wanted(master.info("replication"), 1)
+    now[0] += ClaimReplicas.HOLD
+    assert replicas.wanted() == 0
+    # ...but a promoted replica (a new replication id) without replicas of its own does not.
+    master.connected, now[0] = 1, now[0] + ClaimReplicas.REFRESH
+    assert replicas.wanted() == 1
+    master.replid, master.connected = "b" * 40, 0
+    assert not replicas.still_wanted(master.info("replication"), 1)
+    assert ClaimReplicas(master, floor=2).wanted() == 2  # TWILIO_JOBS_STORE_MIN_REPLICAS
+
+
+def test_a_redis_without_replicas_is_never_waited_on() -> None:
+    master = _Info()
+    master.connected = 0
+    assert ClaimReplicas(master).wanted() == 0  # type: ignore[arg-type]
