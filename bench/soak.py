@@ -69,6 +69,10 @@ class FlappingReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as a receiver behind any web server answers: a connection per
+            # webhook would measure TCP set-up in the workers, not the service.
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 phase = (time.monotonic() - receiver.started) % (receiver.up + receiver.down)
