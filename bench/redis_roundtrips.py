@@ -122,7 +122,7 @@ class Resp:
             start = line_end + 2
             if len(buf) < start + size + 2:
                 return None
-            if len(args) < 3 or args[0].upper() in (b"EVAL", b"SCRIPT") and len(args) < 4:
+            if len(args) < 3:  # the name, then a script's SHA1 or text, or a key
                 args.append(bytes(buf[start : start + size]))
             pos = start + size + 2
         del buf[:pos]
@@ -238,10 +238,9 @@ class Proxy:
                 await client_w.drain()
             client_w.close()
 
-        results = await asyncio.gather(upstream(), downstream(), return_exceptions=True)
+        await asyncio.gather(upstream(), downstream(), return_exceptions=True)
         for writer in (client_w, server_w):
             writer.close()
-        del results
 
     def since(self, t0: float, t1: float | None = None) -> list[RoundTrip]:
         end = t1 if t1 is not None else float("inf")
