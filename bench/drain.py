@@ -1,19 +1,24 @@
 """Drain: N queued jobs against the fake Twilio at 100 ms and at 0 ms latency.
 
-For each: jobs/s and worker CPU-ms per job, for our single sends, the two reference tasks of
-bench/reference_tasks.py, a plain synchronous twilio-python loop, campaign traffic when it
-exists, and the bound (in-flight limit / latency).
+For each: jobs/s and worker CPU-ms per job, for our single sends, the three reference tasks of
+bench/reference_tasks.py (lean, standard done right, tutorial), a plain synchronous
+twilio-python loop, campaign traffic, and the bound (in-flight limit / latency).
 
 Every row is measured the same way: the jobs are queued first, then the worker is started;
 the clock and the CPU reading start when it reports ready and stop when the last job is done.
+With --rounds N every row runs N times (the rows interleaved); the table shows each row's
+median round, and its best. At 100 ms it prints issue 15's GOAL lines (bench/goals.py) for
+single sends against the lean task (the strongest reference), their worker CPU per job and
+the campaign rate, from the median rounds.
 
-    python bench/drain.py [--n 10000] [--quick] [--latency 0.1 --latency 0]
+    python bench/drain.py [--n 10000] [--quick] [--rounds 1] [--latency 0.1 --latency 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import campaign_slot  # noqa: E402
+from bench import campaign_slot, goals  # noqa: E402
 from bench.harness import (  # noqa: E402
     ACCOUNT_SID,
     AUTH_TOKEN,
@@ -48,6 +53,10 @@ from bench.harness import (  # noqa: E402
 )
 
 TUTORIAL_CONCURRENCY = 8
+OURS = "twilio-jobs single sends"
+LEAN = "lean hand-written task"
+CAMPAIGN = "campaign (2 processes)"
+ROWS = ["ours", "lean", "standard", "tutorial", "loop", "campaign"]
 
 
 @dataclass
@@ -105,7 +114,11 @@ def _check_fake(fake: FakeTwilioProc, n: int, name: str) -> None:
 def ours(fake: FakeTwilioProc, n: int, concurrency: int = RECOMMENDED_CONCURRENCY) -> Row:
     flush()
     fake.reset()
-    env = service_env(fake.url, TWILIO_JOBS_WORKER_CONCURRENCY=str(concurrency))
+    env = service_env(
+        fake.url,
+        TWILIO_JOBS_WORKER_CONCURRENCY=str(concurrency),
+        TWILIO_JOBS_ACCOUNT_MAX_IN_FLIGHT=str(concurrency),
+    )
     apply_env(env)
     job_ids = bulk_enqueue(n)
     conn = connect()
@@ -119,7 +132,7 @@ def ours(fake: FakeTwilioProc, n: int, concurrency: int = RECOMMENDED_CONCURRENC
 
     seconds, cpu, fake_cpu = _measure(our_worker(env, concurrency), fake, drained, n, "ours")
     _check_fake(fake, n, "ours")
-    return Row("twilio-jobs single sends", f"threads x{concurrency}", n, seconds, cpu,
+    return Row(OURS, f"threads x{concurrency}", n, seconds, cpu,
                fake_cpu, concurrency)  # fmt: skip
 
 
@@ -137,17 +150,23 @@ def reference(fake: FakeTwilioProc, n: int, which: str) -> Row:
 
     args = (SMS["to"], SMS["from"], SMS["body"])
     with ref.app.producer_or_acquire() as producer:
-        for _ in range(n):
+        for i in range(n):
             if which == "tutorial":
                 ref.tutorial_send.apply_async((ACCOUNT_SID, AUTH_TOKEN, *args), producer=producer)
+            elif which == "lean":
+                ref.lean_send.apply_async((str(i), *args), producer=producer)
             else:
                 ref.standard_send.apply_async(args, producer=producer)
     results = connect(RESULT_URL)
+    loglevel = None
     if which == "tutorial":
         pool, concurrency, name = "prefork", TUTORIAL_CONCURRENCY, "tutorial task"
+    elif which == "lean":
+        pool, concurrency, name = "threads", ref.STANDARD_CONCURRENCY, LEAN
+        loglevel = "WARNING"
     else:
         pool, concurrency, name = "threads", ref.STANDARD_CONCURRENCY, "standard done right"
-    worker = reference_worker(env, pool, concurrency, name=which)
+    worker = reference_worker(env, pool, concurrency, name=which, loglevel=loglevel)
     seconds, cpu, fake_cpu = _measure(worker, fake, lambda: results.dbsize() >= n, n, name)
     _check_fake(fake, n, name)
     return Row(name, f"{pool} x{concurrency}", n, seconds, cpu, fake_cpu, concurrency)
@@ -217,56 +236,99 @@ HEADERS = ["what", "pool", "jobs", "seconds", "jobs/s", "worker CPU-ms/job", "wo
            "fake CPU-ms/job", "bound jobs/s", "of bound"]  # fmt: skip
 
 
+def measure(fake: FakeTwilioProc, which: str, n: int, latency: float) -> Row | None:
+    if which == "ours":
+        return ours(fake, n)
+    if which in ("lean", "standard"):
+        return reference(fake, n, which)
+    if which == "tutorial":
+        # The tutorial task is slow: N=2,000 as in the issue's reference figures.
+        return reference(fake, min(n, 2_000), "tutorial")
+    if which == "loop":
+        return plain_loop(fake, 50 if latency >= 0.05 else min(n, 2_000))
+    if which == "campaign" and campaign_slot.available():
+        return campaign(fake, n)
+    return None
+
+
+def median_row(rows: list[Row]) -> Row:
+    """The median round by rate (the lower middle of an even count)."""
+    return sorted(rows, key=lambda r: r.rate)[(len(rows) - 1) // 2]
+
+
+def report_goals(by_name: dict[str, Row], rounds: int) -> None:
+    """Issue 15's goals measured here, at 100 ms, from the median rounds."""
+    of = f" (median of {rounds})" if rounds > 1 else ""
+    mine, lean = by_name.get(OURS), by_name.get(LEAN)
+    if mine and lean:
+        goals.emit(
+            "single_vs_lean",
+            mine.rate / lean.rate,
+            f"{mine.rate:.0f} vs {lean.rate:.0f} jobs/s, one worker process each{of}",
+        )
+    if mine:
+        goals.emit(
+            "single_cpu_ms",
+            mine.worker_cpu * 1000 / mine.n,
+            f"{mine.n:,} jobs, threads x{RECOMMENDED_CONCURRENCY}{of}",
+        )
+    camp = by_name.get(CAMPAIGN)
+    if camp:
+        goals.emit("campaign_jobs_s", camp.rate, f"{camp.n:,} recipients{of}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="N=2,000")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each row (median shown)")
     parser.add_argument("--latency", type=float, action="append", help="seconds (repeatable)")
-    parser.add_argument(
-        "--only", action="append", choices=["ours", "standard", "tutorial", "loop", "campaign"]
-    )
+    parser.add_argument("--only", action="append", choices=ROWS)
     args = parser.parse_args(argv)
     n = 2_000 if args.quick else args.n
     latencies = args.latency or [0.1, 0.0]
-    only = set(args.only or ["ours", "standard", "tutorial", "loop", "campaign"])
+    only = [which for which in ROWS if which in set(args.only or ROWS)]
     print(machine_line())
     with FakeTwilioProc() as fake:
         for latency in latencies:
             fake.set_latency(latency)
-            rows: list[Row] = []
-            if "ours" in only:
-                rows.append(ours(fake, n))
-            if "standard" in only:
-                rows.append(reference(fake, n, "standard"))
-            if "tutorial" in only:
-                # The tutorial task is slow: N=2,000 as in the issue's reference figures.
-                rows.append(reference(fake, min(n, 2_000), "tutorial"))
-            if "loop" in only:
-                rows.append(plain_loop(fake, 50 if latency >= 0.05 else min(n, 2_000)))
-            campaign_note = ""
-            if "campaign" in only:
-                if campaign_slot.available():
-                    rows.append(campaign(fake, n))
-                else:
-                    campaign_note = "campaign traffic: not built yet (bench/campaign_slot.py)"
-            print_table(
-                f"Drain at {latency * 1000:.0f} ms fake Twilio latency",
-                HEADERS,
-                [row.cells(latency) for row in rows],
-            )
-            if campaign_note:
-                print(campaign_note)
-            by_name = {row.name: row.rate for row in rows}
-            mine = by_name.get("twilio-jobs single sends")
-            for other in ("standard done right", "tutorial task"):
+            runs: dict[str, list[Row]] = {}
+            for _ in range(max(1, args.rounds)):
+                for which in only:
+                    row = measure(fake, which, n, latency)
+                    if row is not None:
+                        runs.setdefault(row.name, []).append(row)
+            rows = [median_row(rs) for rs in runs.values()]
+            headers, cells = HEADERS, [row.cells(latency) for row in rows]
+            if args.rounds > 1:
+                headers = [*HEADERS, "best jobs/s", "rounds jobs/s"]
+                for cell, rs in zip(cells, runs.values(), strict=True):
+                    cell += [max(r.rate for r in rs), " ".join(f"{r.rate:.0f}" for r in rs)]
+            title = f"Drain at {latency * 1000:.0f} ms fake Twilio latency"
+            if args.rounds > 1:
+                title += f" (median of {args.rounds} rounds)"
+            print_table(title, headers, cells)
+            if "campaign" in only and not campaign_slot.available():
+                print("campaign traffic: not built yet (bench/campaign_slot.py)")
+            by_name = {row.name: row for row in rows}
+            mine = by_name.get(OURS)
+            for other in (LEAN, "standard done right", "tutorial task"):
                 if mine and other in by_name:
-                    print(f"single sends / {other}, per worker: {mine / by_name[other]:.2f}x")
+                    ratio = mine.rate / by_name[other].rate
+                    print(f"single sends / {other}, per worker: {ratio:.2f}x")
             if mine and "tutorial task" in by_name:
                 # The tutorial worker is 8 processes (prefork); ours is one.
-                per_process = by_name["tutorial task"] / TUTORIAL_CONCURRENCY
+                per_process = by_name["tutorial task"].rate / TUTORIAL_CONCURRENCY
                 print(
-                    f"single sends / tutorial task, per worker process: {mine / per_process:.1f}x"
+                    f"single sends / tutorial task, per worker process: "
+                    f"{mine.rate / per_process:.1f}x"
                 )
+            if len(runs) and latency == 0.1:
+                report_goals(by_name, args.rounds)
+            if args.rounds > 1:
+                spread = [f"{name} {statistics.pstdev([r.rate for r in rs]):.0f}"
+                          for name, rs in runs.items()]  # fmt: skip
+                print("jobs/s spread (pstdev): " + ", ".join(spread))
     return 0
 
 

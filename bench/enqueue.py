@@ -4,6 +4,7 @@ campaigns exist, accepting a 100,000-recipient campaign against the same jobs on
 
 Both apps run under the same uvicorn command (one process, uvloop, httptools, no access log);
 the load generator (bench/loadgen.py) is its own process. No worker runs: jobs stay queued.
+Prints issue 15's GOAL lines for the route's share of the trivial route and its p99.
 
     python bench/enqueue.py [--requests 20000] [--connections 64] [--quick]
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import campaign_slot  # noqa: E402
+from bench import campaign_slot, goals  # noqa: E402
 from bench.harness import (  # noqa: E402
     PY,
     SMS,
@@ -150,7 +151,15 @@ def main(argv: list[str] | None = None) -> int:
              "server CPU-ms/req", "statuses"],
             rows,
         )  # fmt: skip
-        print(f"sendSms / trivial route: {100 * ours['req_per_s'] / trivial['req_per_s']:.0f}%")
+        share = 100 * ours["req_per_s"] / trivial["req_per_s"]
+        print(f"sendSms / trivial route: {share:.0f}%")
+        of = f"median of {args.rounds} rounds, {requests:,} requests"
+        goals.emit(
+            "enqueue_vs_trivial",
+            share,
+            f"{ours['req_per_s']:,.0f} vs {trivial['req_per_s']:,.0f} req/s, {of}",
+        )
+        goals.emit("enqueue_p99_ms", ours["p99_ms"], f"p50 {ours['p50_ms']:.1f} ms, {of}")
         rate, cpu_ms = library_rate(library_n)
         flush()
         print_table(

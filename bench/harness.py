@@ -60,13 +60,18 @@ def free_port() -> int:
 
 
 def service_env(fake_url: str, **extra: str) -> dict[str, str]:
-    """The environment of our API and workers in a benchmark."""
+    """The environment of our API and workers in a benchmark. Pacing is lifted: the benchmark
+    sender's rate (a long code: 1/s by default) is unlimited and the account's in-flight limit
+    (25 by default) is the worker's concurrency, so that drains measure the worker, not the
+    pacing (as the soak and issue 15's figures do). `extra` overrides any of it."""
     env = {
         "REDIS_URL": REDIS_URL,
         "TWILIO_API_BASE_URL": fake_url,
         "TWILIO_JOBS_SECRET_KEY": SECRET_KEY,
         "TWILIO_JOBS_WORKER_CONCURRENCY": str(RECOMMENDED_CONCURRENCY),
         "TWILIO_JOBS_HTTP_POOL_SIZE": str(RECOMMENDED_CONCURRENCY),
+        "TWILIO_JOBS_SENDER_RATES": json.dumps({SMS["from"]: 0}),
+        "TWILIO_JOBS_ACCOUNT_MAX_IN_FLIGHT": str(RECOMMENDED_CONCURRENCY),
     }
     env.update(extra)
     return env
@@ -222,13 +227,17 @@ def our_worker(
 
 
 def reference_worker(
-    env: dict[str, str], pool: str, concurrency: int, name: str = "reference"
-) -> Proc:
-    """A worker of bench/reference_tasks.py (its own app and queue on the same Redis)."""
+    env: dict[str, str], pool: str, concurrency: int, name: str = "reference",
+    loglevel: str | None = None,
+) -> Proc:  # fmt: skip
+    """A worker of bench/reference_tasks.py (its own app and queue on the same Redis).
+    Celery's own default log level when `loglevel` is None."""
     from bench.reference_tasks import QUEUE as REF_QUEUE
 
     argv = [PY, "-m", "celery", "-A", "bench.reference_tasks", "worker", "-P", pool]
     argv += ["-c", str(concurrency), "-Q", REF_QUEUE, "-n", f"{name}@%h"]
+    if loglevel:
+        argv.append(f"--loglevel={loglevel}")
     return Proc(name, argv + CELERY_FLAGS, env, ready=["bench-reference-ready"])
 
 
