@@ -83,6 +83,8 @@ class Supervisor:
             counter = _count_restart()
             time.sleep(pause)
             _reap(counter)
+            if self.stopping:  # asked to stop while the worker was down: start none
+                return code
             pause = min(pause * 2, 30.0)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:

@@ -121,3 +121,30 @@ def test_a_restart_is_counted_by_a_child_process(redis_conn: redis.Redis, tmp_pa
     from twilio_jobs import keys
 
     assert redis_conn.hget(keys.STATS, "worker_restarts") == "1"
+
+
+def test_a_stop_during_the_pause_starts_no_worker(tmp_path: Path) -> None:
+    """SIGTERM while the worker is down (between two starts): the supervisor returns at the end
+    of the pause instead of starting a worker that nobody will stop."""
+    starts = tmp_path / "starts"
+    worker = f"open({str(starts)!r}, 'a').write('x'); raise SystemExit(3)"
+    run(
+        f"""
+        import sys, threading, time
+        from producer.cli import Supervisor
+
+        supervisor = Supervisor([sys.executable, "-c", {worker!r}])
+
+        def stop_once_down():
+            while supervisor.proc is None or supervisor.proc.poll() is None:
+                time.sleep(0.01)
+            supervisor.signal()
+
+        threading.Thread(target=stop_once_down).start()
+        started = time.monotonic()
+        assert supervisor.run() == 3
+        assert time.monotonic() - started < 5
+        """,
+        REDIS_URL="redis://127.0.0.1:1/0",
+    )
+    assert starts.read_text() == "x"
