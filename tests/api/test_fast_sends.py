@@ -4,6 +4,7 @@ keys and a store that is down; and the same jobs written."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from tests.conftest import SEED_CALL, SEED_MMS, SEED_SMS, make_settings, service
 from tests.fake_twilio import FakeTwilio
 from twilio_jobs import keys
 from twilio_jobs.client import Client
+from twilio_jobs.schemas import JobKind
 from twilio_jobs.settings import Settings
 
 SMS = "/api/twilio/sendSms"
@@ -205,3 +207,36 @@ def test_a_store_that_is_down_is_answered_the_same_way(fake_twilio: FakeTwilio) 
                 assert a.status_code == 503 and shown(a) == shown(b)
     finally:
         client.close()
+
+
+def snapshot(conn: redis.Redis, job_id: str) -> dict[str, Any]:
+    """Every key, its type and content, with the job id written as JOB and times left out."""
+    found: dict[str, Any] = {}
+    for key in conn.keys("*"):
+        kind = conn.type(key)
+        name = key.replace(job_id, "JOB")
+        if kind == "hash":
+            value: Any = {
+                k: v.replace(job_id, "JOB")
+                for k, v in conn.hgetall(key).items()
+                if k not in ("createdAt", "updatedAt", "cred")
+            }
+        elif kind == "zset":
+            value = sorted(m.replace(job_id, "JOB") for m in conn.zrange(key, 0, -1))
+        elif kind == "list":
+            value = conn.llen(key)
+        else:
+            value = conn.get(key)
+        found[name] = (kind, value, conn.ttl(key) > 0)
+    return found
+
+
+def test_the_async_writer_writes_what_submit_writes(
+    client: Client, redis_conn: redis.Redis
+) -> None:
+    job_id = client.submit(JobKind.sendSms, SEED_SMS).job_id
+    by_submit = snapshot(redis_conn, job_id)
+    redis_conn.flushdb()
+    job_id = asyncio.run(client.asubmit(JobKind.sendSms, SEED_SMS)).job_id
+    assert snapshot(redis_conn, job_id) == by_submit
+    assert len(by_submit) >= 5  # record, schedule, queue, stats, indexes
