@@ -356,6 +356,13 @@ class Life:
         for j in s.jobs[3:]:
             args += [j, OWNER, "queued", s.digests.get(j, "")]
         yield Call("index new single sends", "index_jobs", [], args, "store.py (writer)")
+        args = [ttl, f"{now:.3f}", repr(now + 300)]
+        for i in range(3):
+            fields = ["kind", "sendSms", "status", "queued", "attempts", "0", "owner", OWNER,
+                      "accountSid", ACCOUNT, "createdAt", now_iso(), "params", "{}"]  # fmt: skip
+            args += [f"ej{i}{secrets.token_hex(4)}", f"d{i:03x}", "", len(fields) // 2, *fields]
+        yield Call("write a batch of single sends", "enqueue_jobs", [keys.SCHEDULE, "twilio_jobs"],
+                   args, "writer.py")  # fmt: skip
         shared = ["status", "queued", "kind", "sendSms", "accountSid", ACCOUNT, "owner",
                   OWNER, "campaignId", s.campaign, "callbackUrl", HOOK,
                   "createdAt", now_iso()]  # fmt: skip

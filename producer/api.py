@@ -52,6 +52,9 @@ def create_app(settings: Settings | None = None, client: Client | None = None) -
         client.redis, client.settings, client.cipher, signed_by_twilio
     )
     app.state.inbound = Inbound(client.redis, client.settings, signed_by_twilio, client.cipher)
+    # Innermost of the middleware: the send POSTs are answered inside the access log and the
+    # body-size limit, before the router (producer.routes.sends.FastSends).
+    app.add_middleware(sends.FastSends, api=app)
     middleware.install(app, settings.max_body_bytes, settings.campaign_max_body_bytes)
     for module in (sends, jobs, webhooks, campaigns, accounts, health, metrics):
         app.include_router(module.router)

@@ -115,19 +115,23 @@ class AccessLog:
             else:
                 await self.app(scope, receive, send_with_id)
         finally:
-            self.log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "requestId": request_id,
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "durationMs": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            if self.log.isEnabledFor(logging.INFO):  # the fields only for a line that is written
+                self._line(scope, status, request_id, started)
+
+    def _line(self, scope: Scope, status: int, request_id: str, started: float) -> None:
+        self.log.info(
+            "%s %s %s",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={
+                "requestId": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "durationMs": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The request as the server span of its trace (a caller's `traceparent` continued)."""

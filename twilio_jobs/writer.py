@@ -3,26 +3,30 @@
 Each accepted job needs its record written and its task message pushed. Done one request at a
 time, redis-py's per-call machinery cost more CPU than the rest of the route (docs/
 benchmarks.md). Here every job that arrives while a write is in flight joins the next one: one
-MULTI/EXEC pipeline (all records, one LPUSH of all messages) per round trip, however many
-requests are waiting. A request is answered only after its batch was written; a failed batch
-fails each of its requests.
+call of `lua/enqueue_jobs.lua` (all records, indexes and stats, one LPUSH of all messages) per
+round trip, however many requests are waiting. A request is answered only after its batch was
+written; a failed batch fails each of its requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import NoScriptError
 
-from twilio_jobs import connections, scripts
+from twilio_jobs import connections, keys, scripts
 from twilio_jobs.dispatch import Dispatcher
 from twilio_jobs.errors import REPLICAS_SHORT, ServiceUnavailable
 from twilio_jobs.store import JobStore
 
 MAX_BATCH = 256
+ENQUEUE = scripts.source("enqueue_jobs")
+ENQUEUE_SHA = hashlib.sha1(ENQUEUE.encode()).hexdigest()
 
 
 class JobWriter:
@@ -42,7 +46,6 @@ class JobWriter:
         self.requeue_after = requeue_after
         self._pending: list[tuple[str, Mapping[str, str], str, asyncio.Future[None]]] = []
         self._flushing = False
-        self._index_loaded = False
 
     async def write(self, job_id: str, fields: Mapping[str, str], digest: str = "") -> None:
         """Write the record, index it (`digest`: its recipient's, twilio_jobs.search) and queue
@@ -59,32 +62,12 @@ class JobWriter:
             while self._pending:
                 batch = self._pending[:MAX_BATCH]
                 del self._pending[:MAX_BATCH]
-                pipe = self.redis.pipeline(transaction=True)
-                watchdog = time.time() + self.requeue_after  # see Client.submit
-                for job_id, fields, _, _ in batch:
-                    self.store.write(pipe, job_id, fields)
-                    self.store.schedule(pipe, job_id, watchdog)
                 entries = [
                     (job_id, fields.get("owner", ""), fields["status"], digest)
                     for job_id, fields, digest, _ in batch
                 ]
-                self.store.index(pipe, entries, time.time())
-                ids = [job_id for job_id, _, _, _ in batch]
-                if not self.min_replicas:
-                    self.dispatcher.queue_in(pipe, ids)
                 try:
-                    if not self._index_loaded:
-                        await self.redis.script_load(scripts.source("index_jobs"))
-                        self._index_loaded = True
-                    try:
-                        await pipe.execute()
-                    except NoScriptError:  # the server lost its scripts: the rest ran
-                        self._index_loaded = False
-                        await self.redis.script_load(scripts.source("index_jobs"))
-                        self._index_loaded = True
-                        again = self.redis.pipeline(transaction=False)
-                        self.store.index(again, entries, time.time())
-                        await again.execute()
+                    await self._write(batch)
                     if self.min_replicas:
                         await self._replicated(entries)
                 except BaseException as exc:  # handed to every waiting request
@@ -99,6 +82,31 @@ class JobWriter:
                             future.set_result(None)
         finally:
             self._flushing = False
+
+    async def _write(self, batch: list[tuple[str, Mapping[str, str], str, Any]]) -> None:
+        """One call of `lua/enqueue_jobs.lua` for the batch: records, watchdog entries,
+        indexes, stats and (unless replicas are awaited first) the task messages."""
+        messages = self.dispatcher.messages if self.dispatcher.shares_store else None
+        queue = messages is not None and not self.min_replicas
+        args: list[Any] = [
+            self.store.ttl,
+            f"{time.time():.3f}",
+            repr(time.time() + self.requeue_after),  # the watchdog, see Client.submit
+        ]
+        for job_id, fields, digest, _ in batch:
+            args += (
+                job_id,
+                digest,
+                messages.encode(job_id) if queue and messages is not None else "",
+                len(fields),
+            )
+            for item in fields.items():
+                args += item
+        names = (keys.SCHEDULE, self.dispatcher.queue)
+        try:
+            await self.redis.evalsha(ENQUEUE_SHA, 2, *names, *args)
+        except NoScriptError:  # not run at all: sent whole, which loads it again
+            await self.redis.eval(ENQUEUE, 2, *names, *args)
 
     async def _replicated(self, entries: list[tuple[str, str, str, str]]) -> None:
         """TWILIO_JOBS_STORE_MIN_REPLICAS: one WAIT for the whole batch, then its task messages
