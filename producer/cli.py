@@ -56,7 +56,9 @@ def _secret_key(data_dir: Path) -> str:
 
 
 def _worker_command(extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO", *extra]
+    # --bulk-sends: single sends in bulk where the broker allows (worker/consumer.py).
+    command = [sys.executable, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO"]
+    return [*command, *([] if "--bulk-sends" in extra else ["--bulk-sends"]), *extra]
 
 
 class Supervisor:

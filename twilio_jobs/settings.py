@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_wait: float = 60.0
     http_pool_size: int = 64
     worker_concurrency: int = 64
+    # `twilio-jobs worker` on a Redis broker takes single sends in bulk and runs them as
+    # coroutines on the worker's event loop (worker/consumer.py); off: a Celery task each.
+    bulk_consumer: bool = True
     scheduler_interval: float = 0.2
     reconcile_delay: float = 2.0
     reconcile_window: float = 120.0

@@ -20,6 +20,7 @@ from celery.signals import (
     worker_ready,
     worker_shutdown,
 )
+from click import Option
 from redis import Redis
 
 from celeryconfig import celery_config
@@ -28,6 +29,7 @@ from twilio_jobs.dispatch import SEND_BATCH_TASK, SEND_TASK
 from twilio_jobs.heartbeat import Heartbeat
 from twilio_jobs.settings import Settings, get_settings
 from worker.broker import tags_restorer, transport_for
+from worker.consumer import BulkSends
 from worker.handlers import run_job
 from worker.root import Root
 
@@ -99,6 +101,17 @@ class WorkerApp(Celery):  # type: ignore[misc]
 
 
 app = WorkerApp(get_settings())
+# `twilio-jobs worker` passes --bulk-sends (worker/consumer.py); `celery -A worker worker`
+# without it keeps a Celery task per single send.
+app.user_options["worker"].add(
+    Option(
+        ("--bulk-sends",),
+        is_flag=True,
+        default=False,
+        help="Take single sends in bulk and run them as coroutines (Redis broker, threads pool).",
+    )
+)
+app.steps["consumer"].add(BulkSends)
 
 
 @setup_logging.connect

@@ -166,7 +166,10 @@ class FastPath:
     def __init__(self, rt: Runtime) -> None:
         assert rt.pacer is not None and rt.gates is not None
         self.rt = rt
-        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="twilio-jobs-fast")
+        # Outcomes are written here, and what is not a plain send (a reconciliation) runs here
+        # whole: single sends through the bulk consumer bring more of those than campaigns.
+        threads = max(8, rt.settings.worker_concurrency // 2)
+        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="twilio-jobs-fast")
         self.loop = _new_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.thread = threading.Thread(
@@ -194,7 +197,7 @@ class FastPath:
         return asyncio.run_coroutine_threadsafe(self._batch(job_ids), self.loop).result()
 
     async def _batch(self, job_ids: Sequence[str]) -> dict[str, int]:
-        outcomes = await asyncio.gather(*(self._job(j) for j in job_ids), return_exceptions=True)
+        outcomes = await asyncio.gather(*(self.job(j) for j in job_ids), return_exceptions=True)
         tally: dict[str, int] = collections.Counter()
         for outcome in outcomes:
             if isinstance(outcome, redis.ConnectionError | redis.TimeoutError):
@@ -208,7 +211,10 @@ class FastPath:
             tally[str(outcome)] += 1
         return dict(tally)
 
-    async def _job(self, job_id: str) -> str:
+    async def job(self, job_id: str, sending: Callable[[], None] | None = None) -> str:
+        """Move one job as far as it can go now (`handlers.run_job` on this loop). `sending` is
+        called once its request to Twilio is about to go out (the bulk consumer counts the jobs
+        still waiting for a claim or a pacing slot)."""
         rt = self.rt
         async with self.window:
             claim = await self.claims.claim(job_id)
@@ -221,9 +227,11 @@ class FastPath:
                 kind="consumer",
                 attributes=span_attrs(job_id, claim),
             ):
-                return await self._send(job_id, claim, token)
+                return await self._send(job_id, claim, token, sending)
 
-    async def _send(self, job_id: str, claim: Claim, token: str) -> str:
+    async def _send(
+        self, job_id: str, claim: Claim, token: str, sending: Callable[[], None] | None = None
+    ) -> str:
         """Wait for pacing, create, record the outcome."""
         rt = self.rt
         if claim.window:
@@ -247,6 +255,8 @@ class FastPath:
             pump.release(grant.leases)
             return await self.in_thread(defer, job_id, claim, rt, opens)
         queued_for(claim, rt.clock())
+        if sending is not None:
+            sending()
         if grant.starts[0] > 0:
             await asyncio.sleep(grant.starts[0])
         outcome: dict[str, Any] | SendError

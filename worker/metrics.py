@@ -56,6 +56,12 @@ RECONCILIATIONS = Counter(
     "Looks for what an unanswered create made: adopted, none (sent again) or unknown.",
     ["result"],
 )
+BULK_JOBS = Counter(
+    "twilio_jobs_bulk_consumer_jobs",
+    "Send task messages the bulk consumer ran, by task (send, send_batch) and what became "
+    "of them (done, requeued: an unexpected error put the job back on the schedule).",
+    ["task", "result"],
+)
 WEBHOOKS = Counter(
     "twilio_jobs_webhook_deliveries",
     "Result webhook delivery attempts by result (delivered, retrying, failed).",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from redis import Redis
 
@@ -25,6 +26,9 @@ from worker.handlers import Runtime
 from worker.liveness import StallWatch
 from worker.transport import HttpTransport
 from worker.webhooks import WebhookRuntime, http_client
+
+if TYPE_CHECKING:
+    from worker.consumer import BulkConsumer
 
 log = logging.getLogger("twilio_jobs.worker")
 
@@ -73,6 +77,7 @@ class Root:
         queue = settings.queue if connections.is_redis(settings.broker) else None
         self.watch = StallWatch(self.redis(), queue, stall_after=settings.stall_after)
         self._fast_path: FastPath | None = None
+        self.bulk: BulkConsumer | None = None  # set by worker.consumer.BulkSends
         self._lock = threading.Lock()
 
     def redis(self) -> Redis:
@@ -104,6 +109,8 @@ class Root:
         self.watch.shutting_down()
         for scheduler in self.schedulers:
             scheduler.stop()
+        if self.bulk is not None:
+            self.bulk.stop()
         if self._fast_path is not None:
             self._fast_path.close()
         self.dispatcher.close()
