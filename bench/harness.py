@@ -220,8 +220,9 @@ class FakeTwilioProc(Proc):
 def our_worker(
     env: dict[str, str], concurrency: int = RECOMMENDED_CONCURRENCY, name: str = "worker"
 ) -> Proc:
-    """Our worker as the README recommends running it (threads pool from worker/config.py)."""
-    argv = [PY, "-m", "celery", "-A", "worker", "worker", "--loglevel=INFO"]
+    """Our worker as users run it: `twilio-jobs worker` (its supervisor, the threads pool from
+    celeryconfig.py and the bulk consumer, worker/consumer.py)."""
+    argv = [PY, "-m", "producer.cli", "worker"]
     argv += ["-c", str(concurrency), "-Q", f"{QUEUE},{QUEUE}.webhooks", "-n", f"{name}@%h"]
     return Proc(name, argv + CELERY_FLAGS, env, ready=[" ready."])
 

@@ -47,6 +47,17 @@ class Claim:
     window: str = ""  # the job's send window with its zones (twilio_jobs.windows.Window)
 
 
+@dataclass(frozen=True)
+class Settle:
+    """One outcome for `Ledger.settle_many`, as `Ledger.settle` takes it."""
+
+    job_id: str
+    lease: str
+    fields: Mapping[str, Any]
+    delete: Sequence[str] = ()
+    sid: str | None = None
+
+
 class Ledger:
     def __init__(
         self, redis: Redis, ttl: int, holder: str = "", replicas: ClaimReplicas | None = None
@@ -77,6 +88,16 @@ class Ledger:
                 args=[repr(now), repr(lease_seconds), leases[0], stamp, job_ids[0], self.holder],
             )
             return [self._parse(raw, leases[0])]
+        calls = [
+            (
+                [keys.job(job_id), keys.SCHEDULE, self._claims],
+                [repr(now), repr(lease_seconds), lease, stamp, job_id, self.holder],
+            )
+            for job_id, lease in zip(job_ids, leases, strict=True)
+        ]
+        if not wanted:
+            replies = scripts.pipelined(self.redis, "claim", calls)
+            return [self._parse(raw, lease) for raw, lease in zip(replies, leases, strict=True)]
         pipe = self.redis.pipeline(transaction=False)
         for job_id, lease in zip(job_ids, leases, strict=True):
             self._claim(
@@ -153,21 +174,43 @@ class Ledger:
         sid: str | None = None,
     ) -> bool:
         """Write an outcome if this worker still holds the lease."""
-        encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
         return bool(
             self._settle(
                 keys=[keys.job(job_id), keys.SCHEDULE, keys.sid(sid or "-")],
-                args=[
-                    lease,
-                    json.dumps(encoded),
-                    json.dumps(list(delete)),
-                    repr(due) if due is not None else "",
-                    job_id,
-                    sid or "",
-                    self.ttl,
-                ],
+                args=self._settle_args(job_id, lease, fields, delete, due, sid),
             )
         )
+
+    def _settle_args(
+        self,
+        job_id: str,
+        lease: str,
+        fields: Mapping[str, Any],
+        delete: Iterable[str],
+        due: float | None,
+        sid: str | None,
+    ) -> list[Any]:
+        encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+        return [
+            lease,
+            json.dumps(encoded),
+            json.dumps(list(delete)),
+            repr(due) if due is not None else "",
+            job_id,
+            sid or "",
+            self.ttl,
+        ]
+
+    def settle_many(self, outcomes: Sequence[Settle]) -> list[bool]:
+        """`settle` for many jobs in one round trip (the fast path's successes)."""
+        calls = [
+            (
+                [keys.job(o.job_id), keys.SCHEDULE, keys.sid(o.sid or "-")],
+                self._settle_args(o.job_id, o.lease, o.fields, o.delete, None, o.sid),
+            )
+            for o in outcomes
+        ]
+        return [bool(reply) for reply in scripts.pipelined(self.redis, "settle", calls)]
 
     def take_sid(self, job_id: str, sid: str) -> bool:
         return bool(self._take_sid(keys=[keys.sid(sid)], args=[job_id, self.ttl]))

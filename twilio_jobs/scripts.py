@@ -13,9 +13,12 @@ of it, go without.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from redis.exceptions import NoScriptError
 
 from twilio_jobs import keys, lifecycle
 from twilio_jobs.schemas import RECORD_FIELDS
@@ -98,8 +101,34 @@ def register(redis: Any, name: str) -> Any:
     return redis.register_script(source(name))
 
 
+def pipelined(
+    redis: Any, name: str, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]
+) -> list[Any]:
+    """Many calls (keys, args) of one script in one round trip, by SHA. redis-py's pipelined
+    scripts ask SCRIPT EXISTS first, a second round trip every time; here a Redis that lost its
+    script cache (a restart, a failover) answers NOSCRIPT to the calls it did not run, which are
+    run again after a SCRIPT LOAD. Raises the first error of any call."""
+
+    def run(batch: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
+        pipe = redis.pipeline(transaction=False)
+        for script_keys, args in batch:
+            pipe.execute_command("EVALSHA", sha(name), len(script_keys), *script_keys, *args)
+        return list(pipe.execute(raise_on_error=False))
+
+    replies = run(calls)
+    missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+    if missing:
+        redis.script_load(source(name))
+        for i, reply in zip(missing, run([calls[i] for i in missing]), strict=True):
+            replies[i] = reply
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def names() -> list[str]:
     return sorted(path.stem for path in LUA_DIR.glob("*.lua"))
 
 
-__all__ = ["compose", "names", "register", "sha", "source"]
+__all__ = ["compose", "names", "pipelined", "register", "sha", "source"]

@@ -20,9 +20,12 @@ and hands it to a `BulkConsumer` on the process's event loop (worker/fastpath.py
 
 A job that meets a store error is tried again in place (its message stays unacked); one that
 fails otherwise goes back on the schedule, as a batch job does. A warm shutdown takes nothing
-more, lets what is in flight finish for `SHUTDOWN_GRACE` seconds and puts the rest back at the
-head of the queue. Webhook tasks stay with Celery's consumer; RabbitMQ, Sentinel brokers, other
-pools and `celery -A worker worker` without the flag keep a Celery task per message.
+more, hands the jobs still waiting for a pacing slot back to the scheduler (unclaimed, as a
+long pacing wait does), lets the sends under way finish for `SHUTDOWN_GRACE` seconds and puts
+the messages of whatever is left back at the head of the queue.
+
+Webhook tasks stay with Celery's consumer; RabbitMQ, Sentinel brokers, other pools and
+`celery -A worker worker` without the flag keep a Celery task per message.
 """
 
 from __future__ import annotations
@@ -265,6 +268,9 @@ class BulkConsumer:
         if self._taker is not None:
             self._taker.cancel()
             await asyncio.gather(self._taker, return_exceptions=True)
+        # Jobs waiting for a pacing slot go back to the scheduler, unclaimed; those already
+        # sending get `grace` seconds to finish.
+        self.fast.stop_waiting()
         if self.held:
             log.info("bulk consumer: stopping; %d jobs in flight", self.held)
             self.idle.clear()

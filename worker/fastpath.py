@@ -47,6 +47,7 @@ from worker.handlers import (
     queued_for,
     run_claimed,
     span_attrs,
+    succeed_many,
     window_closed,
 )
 from worker.transport import AioTransport
@@ -54,6 +55,10 @@ from worker.transport import AioTransport
 log = logging.getLogger("twilio_jobs.fastpath")
 
 T = TypeVar("T")
+
+# What a send waiting for a pacing slot gets when its worker stops: no slot, back to the
+# scheduler at once (an unsent job must not sit under a lease while its worker goes away).
+STOPPING = Grant(reason="stopping")
 
 
 class ClaimBatcher:
@@ -92,6 +97,45 @@ class ClaimBatcher:
         self.fast.spawn(run())
 
 
+class SettleBatcher:
+    """The successes of a loop pass written in one pipelined round trip, on one thread hop
+    (`handlers.succeed_many`); every other outcome goes through `handlers.finish` alone."""
+
+    def __init__(self, fast: FastPath) -> None:
+        self.fast = fast
+        self.pending: list[tuple[str, Claim, dict[str, Any], asyncio.Future[str]]] = []
+
+    def succeed(self, job_id: str, claim: Claim, resource: dict[str, Any]) -> asyncio.Future[str]:
+        future: asyncio.Future[str] = self.fast.loop.create_future()
+        if not self.pending:
+            self.fast.loop.call_soon(self._flush)
+        self.pending.append((job_id, claim, resource, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        rt = self.fast.rt
+
+        def settle_all() -> list[str]:
+            for _, claim, resource, _ in batch:
+                metrics.record_send(claim.kind, resource)
+            return succeed_many(
+                [(job_id, claim, resource) for job_id, claim, resource, _ in batch], rt
+            )
+
+        async def run() -> None:
+            try:
+                results = await self.fast.in_thread(settle_all)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                for *_, future in batch:
+                    future.set_exception(exc)
+                return
+            for (*_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
+
+        self.fast.spawn(run())
+
+
 class LanePump:
     """The one asker for pacing slots on a lane in this process."""
 
@@ -105,9 +149,19 @@ class LanePump:
 
     def turn(self) -> asyncio.Future[Grant]:
         future: asyncio.Future[Grant] = self.fast.loop.create_future()
+        if self.fast.stopping:
+            future.set_result(STOPPING)
+            return future
         self.waiters.append((future, time.monotonic()))
         self._kick()
         return future
+
+    def stop_waiting(self) -> None:
+        """The worker stops: every waiter goes back to the scheduler now (`hand_back`)."""
+        while self.waiters:
+            future, _ = self.waiters.popleft()
+            if not future.done():
+                future.set_result(STOPPING)
 
     def release(self, leases: Sequence[str]) -> None:
         self.releases.extend(leases)
@@ -124,7 +178,12 @@ class LanePump:
             self.wake.clear()
             release, self.releases = self.releases, []
             if not self.waiters:
-                await pacer.arelease(self.lane.account, release)
+                try:
+                    await pacer.arelease(self.lane.account, release)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    # Kept for the next try; a slot never handed back ends with its lease.
+                    self.releases[:0] = release
+                    await asyncio.sleep(0.5)
                 continue
             try:
                 grant = await pacer.aacquire(self.lane, None, len(self.waiters), release)
@@ -135,8 +194,8 @@ class LanePump:
                 continue
             if grant.leases:
                 for lease, start in zip(grant.leases, grant.starts, strict=True):
-                    future, _ = self.waiters.popleft()
-                    if future.cancelled():
+                    future = self.waiters.popleft()[0] if self.waiters else None
+                    if future is None or future.done():  # cancelled, or sent back (stopping)
                         self.releases.append(lease)
                     else:
                         future.set_result(Grant((lease,), (start,)))
@@ -172,6 +231,7 @@ class FastPath:
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="twilio-jobs-fast")
         self.loop = _new_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.stopping = False
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="twilio-jobs-fastpath", daemon=True
         )
@@ -190,6 +250,7 @@ class FastPath:
         self.pacer = Pacer(self.redis, s, holder=f"{holder}:fast" if holder else "")
         self.window = asyncio.Semaphore(s.batch_window)
         self.claims = ClaimBatcher(self)
+        self.settles = SettleBatcher(self)
         self.pumps: dict[Lane, LanePump] = {}
 
     def send_batch(self, job_ids: Sequence[str]) -> dict[str, int]:
@@ -266,7 +327,16 @@ class FastPath:
             outcome = exc
         finally:
             pump.release(grant.leases)
-        return await self.in_thread(finish, job_id, claim, rt, outcome)
+        if isinstance(outcome, SendError):
+            return await self.in_thread(finish, job_id, claim, rt, outcome)
+        return await self.settles.succeed(job_id, claim, outcome)
+
+    def stop_waiting(self) -> None:
+        """On the loop: from now on, sends that would wait for pacing go back to the
+        scheduler instead (the bulk consumer's warm shutdown)."""
+        self.stopping = True
+        for pump in list(self.pumps.values()):
+            pump.stop_waiting()
 
     def _token(self, cred: str) -> str:
         """The plaintext token ("" when it cannot be had: the synchronous path fails the job).

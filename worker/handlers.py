@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +14,7 @@ from twilio_jobs import keys, logs, tracing
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import CREDENTIALS_REQUIRED
 from twilio_jobs.gates import SUPPRESSED_CODE, Gates
-from twilio_jobs.ledger import Claim, Ledger
+from twilio_jobs.ledger import Claim, Ledger, Settle
 from twilio_jobs.pacing.pacer import Grant, Lane, Pacer
 from twilio_jobs.pacing.rate import sender_of
 from twilio_jobs.pacing.wait import FIRST_STEP, WaitPolicy
@@ -329,24 +329,44 @@ def _last_error(claim: Claim) -> SendError:
 
 
 def _succeed(job_id: str, claim: Claim, rt: Runtime, resource: dict[str, Any]) -> str:
-    sid = str(resource.get("sid", ""))
-    settled = rt.ledger.settle(
-        job_id,
-        claim.lease,
-        {
-            "status": JobStatus.succeeded.value,
-            "ledger": "sent",
-            "twilioSid": sid,
-            "result": success_envelope(resource),
-            "updatedAt": now_iso(rt.clock()),
-        },
-        delete=("cred", "error", "lease", "leaseUntil"),
-        sid=sid or None,
+    return succeed_many([(job_id, claim, resource)], rt)[0]
+
+
+def succeed_many(done: Sequence[tuple[str, Claim, dict[str, Any]]], rt: Runtime) -> list[str]:
+    """Record the resources creates made, for many jobs in one round trip (the fast path
+    coalesces the successes of a loop pass)."""
+    stamp = now_iso(rt.clock())
+    outcomes = [
+        Settle(
+            job_id,
+            claim.lease,
+            {
+                "status": JobStatus.succeeded.value,
+                "ledger": "sent",
+                "twilioSid": str(resource.get("sid", "")),
+                "result": success_envelope(resource),
+                "updatedAt": stamp,
+            },
+            delete=("cred", "error", "lease", "leaseUntil"),
+            sid=str(resource.get("sid", "")) or None,
+        )
+        for job_id, claim, resource in done
+    ]
+    settled = (
+        rt.ledger.settle_many(outcomes)
+        if len(outcomes) > 1
+        else [
+            rt.ledger.settle(o.job_id, o.lease, o.fields, delete=o.delete, sid=o.sid)
+            for o in outcomes
+        ]
     )
-    if settled:
-        rt.notify(job_id, "job.succeeded")
-        ended(job_id, claim, rt, "succeeded", sid=sid)
-    return "succeeded" if settled else "lost-lease"
+    results = []
+    for (job_id, claim, _), outcome, ok in zip(done, outcomes, settled, strict=True):
+        if ok:
+            rt.notify(job_id, "job.succeeded")
+            ended(job_id, claim, rt, "succeeded", sid=outcome.sid or "")
+        results.append("succeeded" if ok else "lost-lease")
+    return results
 
 
 def _fail(job_id: str, claim: Claim, rt: Runtime, exc: SendError, *, unsure: bool = False) -> str:

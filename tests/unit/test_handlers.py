@@ -7,8 +7,10 @@ from typing import Any
 
 import fakeredis
 import pytest
+import redis as redis_lib
 
-from twilio_jobs import keys
+from tests.conftest import require_redis
+from twilio_jobs import keys, scripts
 from twilio_jobs.crypto import Cipher
 from twilio_jobs.errors import AmbiguousError, PermanentError, RetryableError, SendError
 from twilio_jobs.ledger import Ledger
@@ -16,7 +18,7 @@ from twilio_jobs.scheduler import Scheduler
 from twilio_jobs.schemas import JobKind, JobStatus
 from twilio_jobs.settings import Settings
 from twilio_jobs.store import JobStore
-from worker.handlers import Runtime, backoff, run_job
+from worker.handlers import Runtime, backoff, run_job, succeed_many
 
 SECRET = "unit-test-secret-key-0123456789abcdefgh"
 PARAMS = {"To": "+14155550100", "From": "+15005550006", "Body": "hi"}
@@ -321,3 +323,36 @@ def test_cancel_only_before_sending(rt: Runtime, redis: Any) -> None:
     job2 = new_job(redis, "job2")
     run_job(job2, rt)
     assert store.cancel(job2, "{}", "{}") == "succeeded"
+
+
+def test_claims_and_successes_pipelined_by_sha_survive_a_lost_script_cache(
+    settings: Settings, clock: Clock
+) -> None:
+    """The fast path's coalesced claims and successes (`Ledger.claim_many`, `succeed_many`) go
+    by SHA in one round trip; a Redis that lost its scripts (restart, failover) answers NOSCRIPT
+    and each call runs once after a SCRIPT LOAD: a claim run twice would come back `busy`."""
+    real = require_redis()
+    real.flushdb()
+    try:
+        rt = Runtime(
+            settings=settings,
+            ledger=Ledger(real, settings.result_ttl),
+            gateway=FakeGateway(),  # type: ignore[arg-type]
+            cipher=Cipher(SECRET),
+            clock=clock,
+        )
+        jobs = [new_job(real, f"job{n}") for n in range(3)]
+        real.script_flush()
+        claims = rt.ledger.claim_many(jobs, clock.now, 30.0, "2026-01-01T00:00:00Z")
+        assert [c.mode for c in claims] == ["send"] * 3
+        real.script_flush()
+        done = [(j, c, {"sid": f"SM{n:032d}", "status": "queued"}) for n, (j, c) in
+                enumerate(zip(jobs, claims, strict=True))]  # fmt: skip
+        assert succeed_many(done, rt) == ["succeeded"] * 3
+        assert [real.hget(keys.job(j), "status") for j in jobs] == ["succeeded"] * 3
+        assert succeed_many(done, rt) == ["lost-lease"] * 3  # the lease went with the outcome
+        real.hset("a-hash", "k", "v")  # GET on a hash: WRONGTYPE
+        with pytest.raises(redis_lib.ResponseError):
+            scripts.pipelined(real, "take_sid", [(["a-hash"], ["job0", 60])])
+    finally:
+        real.flushdb()

@@ -3,6 +3,7 @@ dead worker had taken is handed out again; live workers and other holders are le
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 
@@ -185,3 +186,43 @@ def test_takes_go_by_sha_and_survive_a_flushed_script_cache(conn: redis.Redis) -
         assert got == [0, 1, 2, 3]
         assert conn.llen("tj-sha-test") == 0 and conn.hlen("unacked") == 0
         queue.close()
+
+
+def test_take_many_takes_oldest_first_records_each_and_restore_puts_them_back_in_order(
+    conn: redis.Redis,
+) -> None:
+    """lua/take_many.lua (the bulk consumer's take, worker/consumer.py): up to N messages in
+    one step, each recorded exactly as lua/take.lua records one, so orphan recovery restores
+    them all, at the consuming end."""
+    queue = Queue("tj-many", Exchange("tj-many"), routing_key="tj-many")
+    with Connection(REDIS_URL, transport=Transport) as kombu:
+        producer = kombu.Producer()
+        for n in range(5):
+            producer.publish({"n": n}, exchange=queue.exchange, routing_key="tj-many",
+                             declare=[queue])  # fmt: skip
+    channel_id = f"{DEAD}/7"
+    take = conn.register_script(scripts.source("take_many"))
+    fixed = ["unacked", "unacked_index", keys.worker_tags(channel_id), keys.WORKERS]
+    reply = take(keys=[*fixed, "tj-many"], args=[repr(server_now(conn)), channel_id, 3])
+    messages = [json.loads(item) for item in reply]
+    assert [json.loads(base64.b64decode(m["body"]))["n"] for m in messages] == [0, 1, 2]
+    tags = [m["properties"]["delivery_tag"] for m in messages]
+    assert conn.llen("tj-many") == 2
+    assert conn.smembers(keys.worker_tags(channel_id)) == set(tags)
+    assert {json.dumps(json.loads(conn.hget("unacked", t) or "")[0]) for t in tags} == {
+        json.dumps(m) for m in messages
+    }
+    assert conn.zcard("unacked_index") == 3
+    assert conn.zscore(keys.WORKERS, channel_id) is not None
+    # The rest, across lists; then nothing (an empty list, not an error).
+    rest = take(keys=[*fixed, "tj-none", "tj-many"], args=["1", channel_id, 10])
+    assert len(rest) == 2 and conn.llen("tj-many") == 0
+    assert take(keys=[*fixed, "tj-many"], args=["1", channel_id, 10]) == []
+
+    restore = tags_restorer(lambda: Connection(REDIS_URL, transport=Transport))
+    assert restore(channel_id) == 5
+    assert conn.hlen("unacked") == 0 and conn.zcard("unacked_index") == 0
+    again = take(keys=[*fixed, "tj-many"], args=["1", channel_id, 10])
+    assert sorted(json.loads(base64.b64decode(json.loads(m)["body"]))["n"] for m in again) == [
+        0, 1, 2, 3, 4
+    ]  # fmt: skip

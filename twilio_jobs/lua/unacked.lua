@@ -1,8 +1,8 @@
 -- unacked: a task message taken from a queue, recorded as kombu records an unacked delivery
 -- (its `unacked` hash and `unacked_index` sorted set) and in the taking channel's tags set,
 -- so that a worker killed right after the take cannot lose it (twilio_jobs.heartbeat).
--- For lua/take.lua and lua/take_many.lua, whose KEYS[1..3] are unacked, unacked_index and the
--- channel's tags set.
+-- Included by lua/take.lua and lua/take_many.lua, whose first keys are these:
+-- KEYS[1] unacked (hash)   KEYS[2] unacked_index (sorted set)   KEYS[3] the channel's tags set
 local function tj_record_unacked(item, now)
   local ok, message = pcall(cjson.decode, item)
   local props = ok and type(message) == 'table' and message['properties']
