@@ -110,6 +110,12 @@ def in_flight(account_sid: str) -> str:
     return f"{PREFIX}pace:inflight:{account_sid}"
 
 
+def in_flight_asks(account_sid: str) -> str:
+    """Sorted set: worker process -> when it last got fewer in-flight slots of the account
+    than it asked for (its fair share, lua/inflight.lua)."""
+    return f"{PREFIX}pace:asks:{account_sid}"
+
+
 def aimd(account_sid: str) -> str:
     """Hash: the account's in-flight limit after a 429 (`limit`, `at`, `cut`, `hold`)."""
     return f"{PREFIX}pace:aimd:{account_sid}"

@@ -104,13 +104,9 @@ def _run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
         return _fail(job_id, claim, rt, PermanentError(CREDENTIALS_REQUIRED))
     params = with_status_callback(claim.params or {}, job_id, rt.settings, rt.cipher, kind)
     if claim.mode == "reconcile":
-        adopted = _reconcile(job_id, claim, kind, token, rt)
-        if adopted is not None:
-            return adopted
-        if claim.attempts >= rt.settings.max_attempts:
-            return _fail(job_id, claim, rt, _last_error(claim))
-        attempts = rt.ledger.bump_attempts(job_id)
-        claim = Claim(**{**claim.__dict__, "attempts": attempts, "submitted_at": rt.clock()})
+        done, claim = reconcile_claimed(job_id, claim, token, rt)
+        if done is not None:
+            return done
     deferred = defer_if_closed(job_id, claim, rt)
     if deferred:
         return deferred
@@ -128,6 +124,21 @@ def _run_claimed(job_id: str, claim: Claim, rt: Runtime) -> str:
             rt.pacer.release(lane, grant.leases)
             return defer(job_id, claim, rt, opens)
     return _send_now(job_id, claim, rt, kind, token, params, lane, grant)
+
+
+def reconcile_claimed(
+    job_id: str, claim: Claim, token: str, rt: Runtime
+) -> tuple[str | None, Claim]:
+    """A `reconcile` claim: what an earlier create made is adopted (or the job fails, out of
+    attempts): (what happened, claim); or nothing was made: (None, the claim of a new attempt),
+    to be sent."""
+    adopted = _reconcile(job_id, claim, JobKind(claim.kind), token, rt)
+    if adopted is not None:
+        return adopted, claim
+    if claim.attempts >= rt.settings.max_attempts:
+        return _fail(job_id, claim, rt, _last_error(claim)), claim
+    attempts = rt.ledger.bump_attempts(job_id)
+    return None, Claim(**{**claim.__dict__, "attempts": attempts, "submitted_at": rt.clock()})
 
 
 def _send_now(

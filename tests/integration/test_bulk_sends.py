@@ -45,7 +45,7 @@ def _send(jobs: Client, n: int, prefix: str) -> list[str]:
             account_sid=DEFAULT_ACCOUNT_SID,
             account_token=DEFAULT_AUTH_TOKEN,
             from_="+15005550006",
-            to=f"+1415{prefix}{i:05d}",
+            to=f"+1415{prefix}{i:06d}",
             body="bulk",
         ).jobId
         for i in range(n)

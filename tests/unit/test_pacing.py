@@ -113,3 +113,28 @@ def test_one_wait_policy_for_threads_and_the_campaign_loop() -> None:
         assert policy.next_wait(Grant(wait=5.0, reason="rate"), 0.0, FIRST_STEP) is None
         for reason in ("paused", "cancelled"):
             assert policy.next_wait(Grant(reason=reason), 0.0, FIRST_STEP) is None
+
+
+def test_a_full_account_is_shared_between_the_processes_that_wait_for_it(
+    settings: Settings,
+) -> None:
+    """A process's pump hands finished slots back in the acquire that takes new ones: without
+    a share, the process that first filled the account would keep every slot while it has
+    work, and another process's sends would wait until they went back to the scheduler."""
+    redis = fakeredis.FakeRedis(decode_responses=True)
+    a, b = Pacer(redis, settings, holder="host:1:aaa"), Pacer(redis, settings, holder="host:2:bbb")
+    ten = lane(cap=10)
+
+    def recycle(pacer: Pacer, now: float, want: int, release: tuple[str, ...]) -> tuple[str, ...]:
+        keys_, args, prefix = pacer.acquire_args(ten, want, now, release)
+        return pacer.grant(pacer._acquire(keys=keys_, args=args), prefix).leases
+
+    held_a = a.acquire(ten, 100.0, want=10).leases
+    assert len(held_a) == 10
+    assert b.acquire(ten, 100.01, want=4).reason == "inflight"  # b now waits
+    # a frees 4 and asks again in one step: with b waiting, a may hold 5 (10 / 2): none now.
+    assert recycle(a, 100.02, 10, held_a[:4]) == ()
+    assert len(b.acquire(ten, 100.03, want=4).leases) == 4
+    # Nobody else has asked for a while: a alone may take what is free again.
+    assert len(recycle(a, 101.0, 10, held_a[4:])) == 6
+    assert redis.zcard(keys.in_flight(ACCOUNT)) == 10

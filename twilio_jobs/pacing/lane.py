@@ -46,6 +46,7 @@ class Lane:
             keys.aimd(self.account),
             keys.rate(self.account, self.name),
             campaign_key(self.campaign),
+            keys.in_flight_asks(self.account),
         ]
 
 
