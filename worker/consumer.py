@@ -133,6 +133,16 @@ class BulkConsumer:
         return min(TAKE_MAX, self.window - self.held, self.concurrency - self.waiting)
 
     async def _run(self) -> None:
+        while not self.stopping:
+            try:
+                await self._take_loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged; taking goes on
+                log.exception("bulk consumer: take loop failed; starting it again")
+                await asyncio.sleep(1.0)
+
+    async def _take_loop(self) -> None:
         failures = 0
         take_keys = [self.unacked, self.unacked_index, self.tags, keys.WORKERS, *self.lists]
         while not self.stopping:
@@ -174,7 +184,12 @@ class BulkConsumer:
             self.fast.spawn(self._pass_on(raw, None))
             return
         ids = args[0] if task == SEND_BATCH_TASK and args else args[:1]
-        if task not in TASKS or not ids or not all(isinstance(i, str) for i in ids):
+        if (
+            task not in TASKS
+            or not isinstance(ids, list)
+            or not ids
+            or not all(isinstance(i, str) for i in ids)
+        ):
             self.fast.spawn(self._pass_on(raw, tag))
             return
         self.held += len(ids)
