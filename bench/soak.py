@@ -3,9 +3,12 @@ webhook receiver mixed in; worker RSS and Redis memory over time, and what was l
 
 Everything on this machine: a Redis of its own (no persistence), the fake Twilio, two workers
 (`celery -A worker worker`, threads, concurrency 64), and this process sending through
-`Client.submit` at `--rate` jobs/s. Every 10 s the fake is told to answer one create with a 429
-(Retry-After 1), five with a 503 and five with a 500 *after* creating the message (ambiguous:
-reconciled, never sent again). Every `--callback-every`th job (default 4: a quarter; 1: all)
+`Client.submit` at `--rate` jobs/s. Every 10 s the fake is told to answer five creates with a
+503 and five with a 500 *after* creating the message (ambiguous: reconciled, never sent again),
+and every 60 s one with a 429 (Retry-After 1). Each 429 halves the account's in-flight limit
+(AIMD, recovering 1 a second) and holds its sends for the Retry-After second: with a 429 every
+10 s the limit stayed between 9 and 20 and the account sent about 180 of the 200 jobs/s
+offered (measured), the service slowing down as Twilio asks, not running out of capacity. Every `--callback-every`th job (default 4: a quarter; 1: all)
 has a `callbackUrl` on a receiver here that answers 200 for 20 s, then 500 for 10 s, in turn.
 A result webhook is a Celery task of its own and costs about twice a send's CPU
 (docs/benchmarks.md), so with one on every job two workers on two shared cores keep up with
@@ -13,9 +16,7 @@ about 145 jobs/s, not 200. Records are kept `--result-ttl` seconds
 (TWILIO_JOBS_RESULT_TTL; 300 here, so that they expire within the run; the service's default
 is 7 days). The sender's rate limit is lifted (TWILIO_JOBS_SENDER_RATES), as for a short
 code, and the account may have `--account-in-flight` requests in flight (50), as an operator
-sending 200/s sets it: each injected 429 halves the account's limit (AIMD) and holds it for
-the Retry-After second, and from the default 25 that kept it near 180 jobs/s (measured).
-Everything else is default.
+sending 200/s would set it. Everything else is default.
 
 Lost: an accepted job whose recipient never got a message; duplicated: one that got two.
 
@@ -58,10 +59,11 @@ from bench.replicas import redis_server  # noqa: E402
 
 FAULT_EVERY = 10.0
 FAULTS = (  # every FAULT_EVERY seconds; each takes the next create(s) at the fake
-    {"status": 429, "retry_after": 1},
     {"status": 503, "count": 5},
     {"status": 500, "count": 5, "create_anyway": True},  # created, then a 500: reconciled
 )
+THROTTLE_EVERY = 60.0
+THROTTLE = {"status": 429, "retry_after": 1}  # every THROTTLE_EVERY seconds
 
 
 class FlappingReceiver:
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             refused = 0
             started = time.monotonic()
             end = started + args.minutes * 60
-            next_fault = next_sample = started
+            next_fault = next_sample = next_throttle = started
             next_send = started
             print(f"soak: {args.minutes:g} min at {args.rate:g}/s; baseline used_memory "
                   f"{baseline / 1e6:.1f} MB")  # fmt: skip
@@ -151,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
                     for fault in FAULTS:
                         fake.control("faults", **fault)
                     next_fault += FAULT_EVERY
+                if now >= next_throttle:
+                    fake.control("faults", **THROTTLE)
+                    next_throttle += THROTTLE_EVERY
                 if now >= next_sample:
                     row = reading(now - started, workers, conn, len(sent), fake)
                     samples.append(row)
