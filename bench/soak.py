@@ -8,7 +8,8 @@ Everything on this machine: a Redis of its own (no persistence), the fake Twilio
 and every 60 s one with a 429 (Retry-After 1). Each 429 halves the account's in-flight limit
 (AIMD, recovering 1 a second) and holds its sends for the Retry-After second: with a 429 every
 10 s the limit stayed between 9 and 20 and the account sent about 180 of the 200 jobs/s
-offered (measured), the service slowing down as Twilio asks, not running out of capacity. Every `--callback-every`th job (default 4: a quarter; 1: all)
+offered (measured), the service slowing down as Twilio asks, not running out of capacity.
+Every `--callback-every`th job (default 4: a quarter; 1: all)
 has a `callbackUrl` on a receiver here that answers 200 for 20 s, then 500 for 10 s, in turn.
 A result webhook is a Celery task of its own and costs about twice a send's CPU
 (docs/benchmarks.md), so with one on every job two workers on two shared cores keep up with
