@@ -2,7 +2,7 @@
 webhook receiver mixed in; worker RSS and Redis memory over time, and what was lost or sent twice.
 
 Everything on this machine: a Redis of its own (no persistence), the fake Twilio, two workers
-(`celery -A worker worker`, threads, concurrency 64), and this process sending through
+(`twilio-jobs worker`: threads x64 and the bulk consumer), and this process sending through
 `Client.submit` at `--rate` jobs/s. Every 10 s the fake is told to answer five creates with a
 503 and five with a 500 *after* creating the message (ambiguous: reconciled, never sent again),
 and every 60 s one with a 429 (Retry-After 1). Each 429 halves the account's in-flight limit
