@@ -107,6 +107,11 @@ def test_east_coast_sent_at_window_start_west_coast_waits_three_hours(
     wait_until(lambda: len(fake_twilio.messages) == 3, timeout=30)
     sent_to = sorted(m["to"] for m in fake_twilio.messages)
     assert sent_to == EAST
+    # The fake has the messages before the worker has their answers: wait for the outcomes.
+    wait_until(
+        lambda: all(redis_conn.hget(keys.job(ids[to]), "status") != "running" for to in EAST),
+        timeout=10,
+    )
     for to in EAST:
         record = redis_conn.hgetall(keys.job(ids[to]))
         assert record["status"] == "succeeded"
