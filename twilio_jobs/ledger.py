@@ -82,12 +82,6 @@ class Ledger:
         """`claim` for many jobs in one round trip (the campaign fast path)."""
         leases = [secrets.token_hex(8) for _ in job_ids]
         wanted = self.replicas.wanted() if self.replicas is not None else 0
-        if len(job_ids) == 1 and not wanted:
-            raw = self._claim(
-                keys=[keys.job(job_ids[0]), keys.SCHEDULE, self._claims],
-                args=[repr(now), repr(lease_seconds), leases[0], stamp, job_ids[0], self.holder],
-            )
-            return [self._parse(raw, leases[0])]
         calls = [
             (
                 [keys.job(job_id), keys.SCHEDULE, self._claims],
@@ -95,26 +89,24 @@ class Ledger:
             )
             for job_id, lease in zip(job_ids, leases, strict=True)
         ]
+        if len(job_ids) == 1 and not wanted:
+            script_keys, args = calls[0]
+            return [self._parse(self._claim(keys=script_keys, args=args), leases[0])]
         if not wanted:
             replies = scripts.pipelined(self.redis, "claim", calls)
             return [self._parse(raw, lease) for raw, lease in zip(replies, leases, strict=True)]
         pipe = self.redis.pipeline(transaction=False)
-        for job_id, lease in zip(job_ids, leases, strict=True):
-            self._claim(
-                keys=[keys.job(job_id), keys.SCHEDULE, self._claims],
-                args=[repr(now), repr(lease_seconds), lease, stamp, job_id, self.holder],
-                client=pipe,
-            )
-        if wanted:
-            # The same connection's writes: WAIT counts them (connections._wait_args).
-            pipe.execute_command(*ClaimReplicas.wait_args(wanted))  # type: ignore[no-untyped-call]
-            pipe.info("replication")  # which master answered: the one the claims were made on
+        for script_keys, args in calls:
+            self._claim(keys=script_keys, args=args, client=pipe)
+        # The same connection's writes: WAIT counts them (connections._wait_args).
+        pipe.execute_command(*ClaimReplicas.wait_args(wanted))  # type: ignore[no-untyped-call]
+        pipe.info("replication")  # which master answered: the one the claims were made on
         replies = pipe.execute()
         claims = [
             self._parse(raw, lease)
             for raw, lease in zip(replies[: len(job_ids)], leases, strict=True)
         ]
-        short = wanted and int(replies[len(job_ids)]) < wanted
+        short = int(replies[len(job_ids)]) < wanted
         if short and self.replicas is not None and self.replicas.still_wanted(replies[-1], wanted):
             until = now + lease_seconds
             return [
