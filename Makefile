@@ -10,7 +10,8 @@ AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672//
 # minutes on 2 cores.
 ONCE_TESTS ?= $(addprefix tests/integration/, test_failover.py test_metrics.py test_tracing.py \
 	test_logs.py test_ops_cli.py test_campaign_cli.py test_rotation.py test_verify.py \
-	test_search.py test_consent.py test_send_windows.py test_bulk.py)
+	test_search.py test_consent.py test_send_windows.py test_bulk.py \
+	test_bulk_sends.py test_serve.py)
 AMQP_TESTS ?= $(filter-out $(ONCE_TESTS),$(sort $(wildcard tests/integration/test_*.py)))
 
 LOCK := requirements.lock

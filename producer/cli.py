@@ -158,6 +158,10 @@ def _serve_api(host: str, port: int) -> None:
     uvicorn.run(create_app(), host=host, port=port, log_config=None, access_log=False)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve(args: argparse.Namespace) -> int:
     data_dir = Path(os.environ.get("TWILIO_JOBS_DATA_DIR", ".twilio-jobs")).resolve()
     server = None
@@ -173,9 +177,13 @@ def serve(args: argparse.Namespace) -> int:
     worker = Supervisor(_worker_command(args.worker_args or []))
     threading.Thread(target=worker.run, name="worker-supervisor", daemon=True).start()
     print(f"twilio-jobs: API on http://{args.host}:{args.port} (docs at /docs)")
+    # uvicorn stops on SIGTERM, then raises the signal again with the handler it found: with
+    # the default one the process would end there and leave the worker and Valkey running.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         _serve_api(args.host, args.port)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut this short
         worker.stop()
         if server is not None:
             server.stop()
