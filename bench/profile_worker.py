@@ -3,8 +3,8 @@
     python bench/profile_worker.py [--n 5000] [--latency 0.1] [--speedscope out.json]
 
 Only samples of the thread holding the GIL count (`py-spy --gil`): on this pool that is the CPU
-the process spends, which is what caps one worker process. Two views: inclusive time by step of
-a job (where in our code, or in Celery outside the task), and self time by library.
+the process spends, which is what caps one worker process. Two views: time by step of a job
+(where in our code; outside a step, by thread), and self time by library.
 """
 
 from __future__ import annotations
@@ -37,14 +37,22 @@ from bench.harness import (  # noqa: E402
     wait_for,
 )
 
-# First match from the leaf up wins: where inside our task the time went.
+# First match from the leaf up wins: which step of a job the time went to. Outside them, the
+# thread says what it was (the event loop's own I/O, Celery's consumer, a scheduler).
 STEPS = [
-    ("ledger claim (Lua)", "claim (worker/ledger.py"),
-    ("ledger settle (Lua)", "settle (worker/ledger.py"),
-    ("decrypt token (Fernet)", "decrypt (producer/crypto.py"),
-    ("twilio create (HTTP)", "create (worker/twilio_gateway.py"),
-    ("other in run_job", "run_job (worker/handlers.py"),
-    ("task wrapper", "send (worker/tasks.py"),
+    ("ledger claims (Lua, pipelined)", "claim_many (twilio_jobs/ledger.py"),
+    ("successes written (settle_many, log line)", "succeed_many (worker/handlers.py"),
+    ("other worker.handlers (queue-time metric, failures)", "(worker/handlers.py"),
+    ("pacing (LanePump, acquire.lua)", "LanePump._run (worker/fastpath.py"),
+    ("Twilio create (aiohttp)", "AsyncTwilioApi.create (twilio_jobs/twilio/api.py"),
+    ("take and ack (bulk consumer)", "(worker/consumer.py"),
+    ("rest of a job on the loop", "(worker/fastpath.py"),
+    ("Celery tasks", "(celery/app/trace.py"),
+]
+THREADS = [
+    ("event loop itself (uvloop: I/O, callbacks)", "twilio-jobs-fastpath"),
+    ("thread pool, outside a step", "twilio-jobs-fast"),
+    ("Celery's consumer (MainThread)", "MainThread"),
 ]
 LIBS = [
     ("celery", "celery/"),
@@ -61,6 +69,10 @@ LIBS = [
     ("socket/ssl", "socket.py"),
     ("our code", "worker/"),
     ("our code", "producer/"),
+    ("our code", "twilio_jobs/"),
+    ("aiohttp", "aiohttp/"),
+    ("asyncio", "asyncio/"),
+    ("prometheus_client", "prometheus_client/"),
 ]
 
 
@@ -84,10 +96,11 @@ def summarize(raw: Path, jobs: int, cpu_ms_per_job: float) -> None:
         n = int(count)
         frames = stack.split(";")
         total += n
-        in_task = any("run_job (worker/handlers.py" in f for f in frames)
-        steps[
-            classify(frames, STEPS, leaf_first=True) if in_task else "Celery/kombu outside the task"
-        ] += n
+        step = classify(frames, STEPS, leaf_first=True)
+        if step == "other":
+            thread = next((f for f in frames if f.startswith("thread (")), "")
+            step = classify([thread], THREADS, leaf_first=True)
+        steps[step] += n
         libs[classify(frames, LIBS, leaf_first=True)] += n
     if not total:
         print("no samples")
@@ -95,7 +108,7 @@ def summarize(raw: Path, jobs: int, cpu_ms_per_job: float) -> None:
     print(f"{total} samples holding the GIL for {jobs} jobs")
     for title, counter in (("Inclusive, by step", steps), ("Self time, by library", libs)):
         rows = [
-            [label, f"{100 * n / total:.1f}%", cpu_ms_per_job * n / total]
+            [label, f"{100 * n / total:.1f}%", f"{cpu_ms_per_job * n / total:.3f}"]
             for label, n in counter.most_common()
         ]
         print_table(title, ["where", "share of GIL samples", "CPU-ms/job (share x measured)"], rows)
@@ -127,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                     str(Path(sys.executable).parent / "py-spy"),
                     "record", "-p", str(worker.pid), "-f", fmt, "-o", str(out),
                     "-r", str(args.rate), "--gil", "--nolineno", "--nonblocking",
+                    # the Celery worker under `twilio-jobs worker`, by thread
+                    "--subprocesses", "--threads",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

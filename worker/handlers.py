@@ -363,15 +363,8 @@ def succeed_many(done: Sequence[tuple[str, Claim, dict[str, Any]]], rt: Runtime)
         )
         for job_id, claim, resource in done
     ]
-    settled = (
-        rt.ledger.settle_many(outcomes)
-        if len(outcomes) > 1
-        else [
-            rt.ledger.settle(o.job_id, o.lease, o.fields, delete=o.delete, sid=o.sid)
-            for o in outcomes
-        ]
-    )
     results = []
+    settled = rt.ledger.settle_many(outcomes)
     for (job_id, claim, _), outcome, ok in zip(done, outcomes, settled, strict=True):
         if ok:
             rt.notify(job_id, "job.succeeded")
