@@ -68,7 +68,9 @@ class Settings(BaseSettings):
     worker_dead_after: float = Field(default=10.0, ge=2.0)
     max_body_bytes: int = 64 * 1024
     max_wait: float = 60.0
-    http_pool_size: int = 64
+    # Connections to Twilio per pool; unset: each pool sized to what it serves, the worker's
+    # concurrency for the threads, the batch window for the event loop's coroutines.
+    http_pool_size: int | None = Field(default=None, ge=1)
     worker_concurrency: int = 64
     # `twilio-jobs worker` on a Redis broker takes single sends in bulk and runs them as
     # coroutines on the worker's event loop (worker/consumer.py); off: a Celery task each.

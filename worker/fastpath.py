@@ -250,7 +250,7 @@ class FastPath:
     async def _setup(self) -> None:
         s = self.rt.settings
         self.gateway = AsyncTwilioApi(
-            AioTransport(s.http_pool_size, s.connect_timeout, s.read_timeout), s
+            AioTransport(s.http_pool_size or s.batch_window, s.connect_timeout, s.read_timeout), s
         )
         self.redis = connections.async_redis_client(
             s.store_url, decode_responses=True, max_connections=64, health_check_interval=10

@@ -55,7 +55,9 @@ class Root:
             ),
             gateway=TwilioApi(
                 HttpTransport(
-                    settings.http_pool_size, settings.connect_timeout, settings.read_timeout
+                    settings.http_pool_size or settings.worker_concurrency,
+                    settings.connect_timeout,
+                    settings.read_timeout,
                 ),
                 settings,
             ),
