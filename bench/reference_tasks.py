@@ -34,7 +34,7 @@ BROKER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 RESULT_URL = os.environ.get("BENCH_RESULT_URL", "redis://127.0.0.1:6379/14")
 TWILIO_URL = os.environ.get("TWILIO_API_BASE_URL", "https://api.twilio.com")
 QUEUE = "bench_reference"
-# The threads and the connection pools sized to them; bench/drain.py's "lean x200" row raises
+# The threads and the connection pools sized to them; bench/drain.py's "lean-200" row raises
 # it to the requests our worker keeps in flight.
 STANDARD_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
 
