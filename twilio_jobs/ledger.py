@@ -89,6 +89,9 @@ class Ledger:
             )
             for job_id, lease in zip(job_ids, leases, strict=True)
         ]
+        if len(job_ids) == 1 and not wanted:
+            script_keys, args = calls[0]
+            return [self._parse(self._claim(keys=script_keys, args=args), leases[0])]
         if not wanted:
             replies = scripts.pipelined(self.redis, "claim", calls)
             return [self._parse(raw, lease) for raw, lease in zip(replies, leases, strict=True)]
