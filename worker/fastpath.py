@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import redis
 
@@ -55,8 +55,6 @@ from worker.transport import AioTransport
 log = logging.getLogger("twilio_jobs.fastpath")
 
 T = TypeVar("T")
-A = TypeVar("A")
-R = TypeVar("R")
 
 # What a send waiting for a pacing slot gets when its worker stops: no slot, back to the
 # scheduler at once (an unsent job must not sit under a lease while its worker goes away).
@@ -74,40 +72,77 @@ SETTLE_GATHER = 0.002
 FREED_GATHER = 0.002
 
 
-class Coalescer(Generic[A, R]):
-    """Requests made within `gather` seconds of the first (0: the same loop pass) handled by
-    one call of `handle_all` on the thread pool, one answer per request in order."""
+class ClaimBatcher:
+    """Claims asked for in the same loop iteration go to Redis as one pipeline."""
 
-    def __init__(
-        self, fast: FastPath, handle_all: Callable[[list[A]], list[R]], gather: float = 0.0
-    ) -> None:
+    def __init__(self, fast: FastPath) -> None:
         self.fast = fast
-        self.handle_all = handle_all
-        self.gather = gather
-        self.pending: list[tuple[A, asyncio.Future[R]]] = []
+        self.pending: list[tuple[str, asyncio.Future[Claim]]] = []
 
-    def ask(self, item: A) -> asyncio.Future[R]:
-        future: asyncio.Future[R] = self.fast.loop.create_future()
+    def claim(self, job_id: str) -> asyncio.Future[Claim]:
+        future: asyncio.Future[Claim] = self.fast.loop.create_future()
         if not self.pending:
-            if self.gather:
-                self.fast.loop.call_later(self.gather, self._flush)
-            else:
-                self.fast.loop.call_soon(self._flush)
-        self.pending.append((item, future))
+            self.fast.loop.call_soon(self._flush)
+        self.pending.append((job_id, future))
         return future
 
     def _flush(self) -> None:
         batch, self.pending = self.pending, []
+        rt = self.fast.rt
+
+        def claim_all() -> list[Claim]:
+            now = rt.clock()
+            ids = [job_id for job_id, _ in batch]
+            return rt.ledger.claim_many(ids, now, rt.lease_seconds, now_iso(now))
 
         async def run() -> None:
             try:
-                answers = await self.fast.in_thread(self.handle_all, [item for item, _ in batch])
+                claims = await self.fast.in_thread(claim_all)
             except Exception as exc:  # noqa: BLE001 - handed to every waiter
                 for _, future in batch:
                     future.set_exception(exc)
                 return
-            for (_, future), answer in zip(batch, answers, strict=True):
-                future.set_result(answer)
+            for (_, future), claim in zip(batch, claims, strict=True):
+                future.set_result(claim)
+
+        self.fast.spawn(run())
+
+
+class SettleBatcher:
+    """The successes of a loop pass written in one pipelined round trip, on one thread hop
+    (`handlers.succeed_many`); every other outcome goes through `handlers.finish` alone."""
+
+    def __init__(self, fast: FastPath) -> None:
+        self.fast = fast
+        self.pending: list[tuple[str, Claim, dict[str, Any], asyncio.Future[str]]] = []
+
+    def succeed(self, job_id: str, claim: Claim, resource: dict[str, Any]) -> asyncio.Future[str]:
+        future: asyncio.Future[str] = self.fast.loop.create_future()
+        if not self.pending:
+            self.fast.loop.call_later(SETTLE_GATHER, self._flush)
+        self.pending.append((job_id, claim, resource, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self.pending = self.pending, []
+        rt = self.fast.rt
+
+        def settle_all() -> list[str]:
+            for _, claim, resource, _ in batch:
+                metrics.record_send(claim.kind, resource)
+            return succeed_many(
+                [(job_id, claim, resource) for job_id, claim, resource, _ in batch], rt
+            )
+
+        async def run() -> None:
+            try:
+                results = await self.fast.in_thread(settle_all)
+            except Exception as exc:  # noqa: BLE001 - handed to every waiter
+                for *_, future in batch:
+                    future.set_exception(exc)
+                return
+            for (*_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
 
         self.fast.spawn(run())
 
@@ -223,12 +258,8 @@ class FastPath:
         holder = self.rt.pacer.holder if self.rt.pacer is not None else ""
         self.pacer = Pacer(self.redis, s, holder=f"{holder}:fast" if holder else "")
         self.window = asyncio.Semaphore(s.batch_window)
-        # Claims asked for in the same loop pass go to Redis as one pipeline; successes as one
-        # (`handlers.succeed_many`), gathered for SETTLE_GATHER; other outcomes go one by one.
-        self.claims: Coalescer[str, Claim] = Coalescer(self, self._claim_all)
-        self.settles: Coalescer[tuple[str, Claim, dict[str, Any]], str] = Coalescer(
-            self, self._settle_all, SETTLE_GATHER
-        )
+        self.claims = ClaimBatcher(self)
+        self.settles = SettleBatcher(self)
         self.pumps: dict[Lane, LanePump] = {}
 
     def send_batch(self, job_ids: Sequence[str]) -> dict[str, int]:
@@ -256,7 +287,7 @@ class FastPath:
         still waiting for a claim or a pacing slot)."""
         rt = self.rt
         async with self.window:
-            claim = await self.claims.ask(job_id)
+            claim = await self.claims.claim(job_id)
             token = self._token(claim.cred) if claim.mode in ("send", "reconcile") else ""
             if not token:
                 return await self.in_thread(run_claimed, job_id, claim, rt)
@@ -313,17 +344,7 @@ class FastPath:
             pump.release(grant.leases)
         if isinstance(outcome, SendError):
             return await self.in_thread(finish, job_id, claim, rt, outcome)
-        return await self.settles.ask((job_id, claim, outcome))
-
-    def _claim_all(self, job_ids: list[str]) -> list[Claim]:
-        rt = self.rt
-        now = rt.clock()
-        return rt.ledger.claim_many(job_ids, now, rt.lease_seconds, now_iso(now))
-
-    def _settle_all(self, done: list[tuple[str, Claim, dict[str, Any]]]) -> list[str]:
-        for _, claim, resource in done:
-            metrics.record_send(claim.kind, resource)
-        return succeed_many(done, self.rt)
+        return await self.settles.succeed(job_id, claim, outcome)
 
     def stop_waiting(self) -> None:
         """On the loop: from now on, sends that would wait for pacing go back to the
